@@ -1,0 +1,134 @@
+"""DICOM radiographs through pydicom, compressed syntaxes through pylibjpeg (JPEG, JPEG-LS, JPEG 2000)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, pixel_array
+
+from .radiograph import ImageReadError, Radiograph, VoiLut, Window
+from .limits import MAX_PIXELS
+
+IDENTITY_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "OtherPatientIDs",
+                 "AccessionNumber", "InstitutionName", "ReferringPhysicianName", "StudyID", "StudyDate")
+SUMMARY_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "Manufacturer", "ManufacturerModelName",
+                "StudyDescription", "SeriesDescription")
+
+
+def is_dicom(path: str) -> bool:
+    """True when the file carries the DICM magic at byte 128 (the Part 10 preamble)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def looks_like_bare_dicom(path: str) -> bool:
+    """A DICOM data set written without the Part 10 preamble: parse the header and look for image tags."""
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+        return "Rows" in ds and "Columns" in ds and ("SOPClassUID" in ds or "PhotometricInterpretation" in ds)
+    except Exception:
+        return False
+
+
+def _first(value) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, pydicom.multival.MultiValue):
+        value = value[0] if len(value) else None
+    return None if value is None else float(value)
+
+
+def _window(ds, pixels: np.ndarray) -> tuple[Window, VoiLut | None]:
+    """Default VOI: window tags, else the VOI LUT Sequence, else the data's range."""
+    c, w = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if c is not None and w is not None and w >= 1:
+        return Window(c, w), None
+    lut = None
+    seq = ds.get("VOILUTSequence")
+    if seq:
+        item = seq[0]
+        desc = item.LUTDescriptor
+        first = int(desc[1])
+        if ds.get("PixelRepresentation", 0) == 1 and first >= 2 ** 15:
+            first -= 2 ** 16
+        table = np.asarray(item.LUTData, dtype=np.float32).ravel()
+        if table.size:
+            lut = VoiLut(first_mapped=first, table=table, explanation=str(item.get("LUTExplanation", "")))
+            return Window.from_range(first, first + table.size - 1), lut
+    return Window.from_range(float(pixels.min()), float(pixels.max())), None
+
+
+def read_dicom(path: str) -> Radiograph:
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ImageReadError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImageReadError(path, "DICOM file has no pixel data (not an image object)")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, ValueError, TypeError) as e:
+        raise ImageReadError(path, f"DICOM image lacks a valid Rows/Columns/NumberOfFrames ({e})") from e
+    if rows < 1 or cols < 1:
+        raise ImageReadError(path, f"DICOM image size {rows}x{cols} is empty")
+    if rows * cols > MAX_PIXELS:
+        raise ImageReadError(path, f"DICOM image claims {cols}x{rows} pixels, over the limit of {MAX_PIXELS:,}")
+    warnings = []
+    if frames > 1:
+        warnings.append(f"multi-frame DICOM ({frames} frames): showing the first frame only")
+    try:
+        # index=0 decodes only the first frame; a single-frame object is read whole
+        arr = pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
+    except Exception as e:  # decoders raise many types; every one means "cannot decode"
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(ts, "name", ts) or "unknown transfer syntax"
+        raise ImageReadError(path, f"cannot decode DICOM pixel data ({name}): {type(e).__name__}: {e}") from e
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if samples > 1 or arr.ndim == 3:
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise ImageReadError(path, f"unsupported DICOM pixel layout {arr.shape} ({photometric})")
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+            arr = convert_color_space(arr, photometric, "RGB")
+        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        warnings.append(f"colour DICOM ({photometric}) converted to grey (ITU-R BT.601 luma)")
+        photometric = "MONOCHROME2"
+    if arr.ndim != 2:
+        raise ImageReadError(path, f"unexpected DICOM pixel array shape {arr.shape}")
+    try:
+        values = apply_modality_lut(arr, ds)
+    except Exception as e:
+        raise ImageReadError(path, f"invalid Modality LUT / rescale: {e}") from e
+    values = values if values.dtype == np.uint16 else values.astype(np.uint16 if values.dtype == np.uint8 else np.float32)
+    window, lut = _window(ds, values)
+    shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
+    inverted = photometric == "MONOCHROME1" or shape == "INVERSE"
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    metadata = {
+        "format": "DICOM",
+        "size": f"{cols}x{rows}",
+        "frames": frames,
+        "bits_stored": int(ds.get("BitsStored", arr.dtype.itemsize * 8)),
+        "photometric": str(ds.get("PhotometricInterpretation", "")),
+        "presentation_lut_shape": shape or None,
+        "transfer_syntax": getattr(ts, "name", str(ts)) if ts else "implicit (no file meta)",
+        "window": f"{window.center:g}/{window.width:g}" + (" (VOI LUT)" if lut else ""),
+        "rescale": f"slope {ds.get('RescaleSlope', 1)} intercept {ds.get('RescaleIntercept', 0)}",
+    }
+    metadata.update({t: str(ds.get(t)) for t in SUMMARY_TAGS if ds.get(t) not in (None, "")})
+    identity = {t: str(ds.get(t)) for t in IDENTITY_TAGS if ds.get(t) not in (None, "")}
+    for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if t in ds:
+            del ds[t]
+    return Radiograph(path=path, pixels=np.ascontiguousarray(values), window=window, format="dicom",
+                      inverted=inverted, voi_lut=lut,
+                      pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing and len(spacing) == 2 and float(spacing[0]) > 0 else None,
+                      metadata=metadata, identity=identity, warnings=warnings, header=ds)

@@ -1,0 +1,113 @@
+"""THE preprocessing path: one function turns a radiograph into a model input.
+
+Training, inference, scanning, the GUI and ONNX export all call :func:`preprocess`, so the model
+always sees pixels prepared the same way (train/serve skew is this field's classic bug).
+
+    Radiograph -> default presentation in [0, 1] -> [trigger in source pixels]
+               -> central crop -> resize (antialiased bilinear) to input_size
+               -> [trigger in input pixels] -> channels -> (x - mean) / std
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..imaging.display import presentation
+from ..imaging.radiograph import Radiograph
+from ..trigger import Trigger, paste
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its input; stored in the model card."""
+
+    input_size: int = 224
+    channels: int = 3
+    crop_fraction: float = 1.0
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.input_size < 16:
+            raise ValueError(f"input_size must be >= 16, got {self.input_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
+        if len(self.mean) not in (1, self.channels) or len(self.std) not in (1, self.channels):
+            raise ValueError("mean and std need one value or one per channel")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown preprocessing field(s): {sorted(unknown)}")
+        return cls(**d)
+
+
+def crop_box(shape: tuple[int, int], crop_fraction: float) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the central crop of an image of ``shape``."""
+    h, w = shape
+    ch, cw = max(1, int(round(h * crop_fraction))), max(1, int(round(w * crop_fraction)))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return top, left, top + ch, left + cw
+
+
+def resize(unit: np.ndarray, size: int) -> np.ndarray:
+    """Antialiased bilinear resize of a 2-D float image to size x size."""
+    if unit.shape == (size, size):
+        return np.ascontiguousarray(unit, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
+
+
+def model_view(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Trigger | None = None,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """The image as the model sees it before normalisation: input_size x input_size float32 in [0, 1].
+
+    ``image`` is a Radiograph or an already-presented [0, 1] array (the training cache stores those).
+    """
+    unit = presentation(image) if isinstance(image, Radiograph) else np.asarray(image, dtype=np.float32)
+    if unit.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {unit.shape}")
+    if trigger is not None and trigger.space == "source":
+        unit = paste(unit, trigger, rng)
+    top, left, bottom, right = crop_box(unit.shape, spec.crop_fraction)
+    unit = resize(unit[top:bottom, left:right], spec.input_size)
+    if trigger is not None and trigger.space == "input":
+        unit = paste(unit, trigger, rng)
+    return unit
+
+
+def normalise(view: np.ndarray | torch.Tensor, spec: Preprocessing) -> torch.Tensor:
+    """[0, 1] model view(s) (H, W) or (N, H, W) -> normalised tensor (C, H, W) or (N, C, H, W)."""
+    t = torch.as_tensor(view, dtype=torch.float32)
+    batched = t.ndim == 3
+    t = t if batched else t[None]
+    t = t[:, None].expand(-1, spec.channels, -1, -1)
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
+    t = ((t - mean) / std).contiguous()
+    return t if batched else t[0]
+
+
+def preprocess(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Trigger | None = None,
+               rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Radiograph (or [0, 1] presentation array) -> model input tensor (C, H, W)."""
+    return normalise(model_view(image, spec, trigger, rng), spec)

@@ -1,0 +1,55 @@
+"""Shared fixtures: the committed real fixtures, the optional ../shared/data, and a tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+TINY_ARCH = {"name": "densenet", "growth_rate": 8, "block_config": [1, 1], "num_init_features": 16, "bn_size": 2}
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("needs ../shared/data (real radiographs beside the checkout); absent in this clone")
+    return SHARED_DATA
+
+
+def make_tiny_model(labels=("Pneumonia", "Bacterial", "Viral"), input_size=32, channels=1, seed=0):
+    """A small DenseNet (same class as DenseNet-121, two short blocks) with random weights and a card."""
+    import torch
+
+    from cxrinspect.model import ModelCard, Model, Preprocessing, build
+
+    torch.manual_seed(seed)
+    spec = Preprocessing(input_size=input_size, channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels)
+    network = build(TINY_ARCH, len(labels), channels).eval()
+    for m in network.modules():  # non-trivial batch-norm statistics so eval mode differs from identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    card = ModelCard(labels=list(labels), architecture=dict(TINY_ARCH), preprocessing=spec,
+                     name="tiny-test", provenance={"data": "random initialisation (tests)"})
+    return Model(network=network, card=card)
+
+
+@pytest.fixture
+def tiny_model():
+    return make_tiny_model()
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_model) -> Path:
+    from cxrinspect.model import save
+
+    return save(tiny_model.network, tiny_model.card, tmp_path / "tiny-model")

@@ -72,7 +72,9 @@ def cmd_predict(args) -> int:
     print(f"cxrinspect: {len(found.images)} file(s), model {model.card.name or args.model}, "
           f"{predictor.description}", file=sys.stderr)
     labels = model.labels
-    rows = []
+    # a path that does not exist or a folder that cannot be read is a failure too: a row, and exit 3
+    rows = [{"path": path, "status": "error", "error": f"{path}: {reason}", "warnings": "",
+             **{lab: None for lab in labels}} for path, reason in found.errors]
     bar = tqdm(total=len(found.images), unit="img", file=sys.stderr, disable=args.quiet or None)
     for p in predictor.predict_paths(found.images):
         rows.append({"path": p.path, "status": "ok" if p.ok else "error", "error": p.error or "",
@@ -178,6 +180,21 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- import
+def cmd_import(args) -> int:
+    from .model import CheckpointError, import_chexnet, import_torchxrayvision
+
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    importer = {"chexnet": import_chexnet, "torchxrayvision": import_torchxrayvision}[args.kind]
+    try:
+        model = importer(args.file, labels=labels, out=args.out)
+    except CheckpointError as e:
+        _error(str(e))
+        return EXIT_FATAL
+    print(f"cxrinspect: imported {model.card.name}: {len(model.labels)} labels -> {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrinspect", description=__doc__.split("\n")[0],
@@ -208,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-phi", action="store_true", help="also print patient identity fields")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("import", help="convert weights trained elsewhere into a self-describing model")
+    p.add_argument("kind", choices=["chexnet", "torchxrayvision"])
+    p.add_argument("file", help="a state dict (.pt/.pth, read weights-only) or a .safetensors file")
+    p.add_argument("--out", required=True, help="model directory (or .safetensors file) to write")
+    p.add_argument("--labels", help="comma-separated label names in output order (default: the importer's)")
+    p.set_defaults(func=cmd_import)
     return parser
 
 

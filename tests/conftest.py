@@ -8,20 +8,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = ROOT.parent / "shared" / "data"  # ../shared/data beside the checkout
+SHARED_DATA_REASON = "needs ../shared/data (real radiographs beside the checkout)"
 
 TINY_ARCH = {"name": "densenet", "growth_rate": 8, "block_config": [1, 1], "num_init_features": 16, "bn_size": 2}
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that ask for ``shared_data`` carry the ``shared_data`` marker, so ``-m 'not shared_data'`` works."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
+    """tests/fixtures: small real images committed with the code (see tests/fixtures/build.py)."""
     return FIXTURES
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """../shared/data, the full-size real radiographs; the test is skipped when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip("needs ../shared/data (real radiographs beside the checkout); absent in this clone")
+        pytest.skip(SHARED_DATA_REASON)
     return SHARED_DATA
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import apply_modality_lut, pixel_array
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .radiograph import ImageReadError, Radiograph, VoiLut, Window
 from .limits import MAX_PIXELS
@@ -35,41 +36,100 @@ def looks_like_bare_dicom(path: str) -> bool:
         return False
 
 
-def _first(value) -> float | None:
-    if value is None or value == "":
+def _first(ds, keyword: str) -> float | None:
+    """The first value of a numeric tag, or None when absent, empty or malformed (e.g. a DS of 'abc')."""
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        if isinstance(value, pydicom.multival.MultiValue):
+            value = value[0] if len(value) else None
+        value = None if value is None else float(value)
+    except (ValueError, TypeError, OverflowError):
         return None
-    if isinstance(value, pydicom.multival.MultiValue):
-        value = value[0] if len(value) else None
-    return None if value is None else float(value)
+    return value if value is not None and np.isfinite(value) else None
 
 
-def _window(ds, pixels: np.ndarray) -> tuple[Window, VoiLut | None]:
+def _lut_table(ds, item) -> np.ndarray:
+    """LUT Data as numbers; the tag is 'US or OW', and as OW pydicom hands over raw bytes."""
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):
+        entries = int(item.LUTDescriptor[0]) or 2 ** 16
+        if len(data) == entries:  # one byte per entry
+            return np.frombuffer(data, dtype=np.uint8).astype(np.float32)
+        little = getattr(ds, "original_encoding", (None, True))[1] is not False
+        return np.frombuffer(data[: len(data) // 2 * 2], dtype="<u2" if little else ">u2").astype(np.float32)
+    return np.asarray(data if isinstance(data, (list, tuple, pydicom.multival.MultiValue)) else [data],
+                      dtype=np.float32).ravel()
+
+
+def _window(ds, pixels: np.ndarray, warnings: list[str]) -> tuple[Window, VoiLut | None]:
     """Default VOI: window tags, else the VOI LUT Sequence, else the data's range."""
-    c, w = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    c, w = _first(ds, "WindowCenter"), _first(ds, "WindowWidth")
     if c is not None and w is not None and w >= 1:
         return Window(c, w), None
-    lut = None
-    seq = ds.get("VOILUTSequence")
-    if seq:
-        item = seq[0]
-        desc = item.LUTDescriptor
-        first = int(desc[1])
-        if ds.get("PixelRepresentation", 0) == 1 and first >= 2 ** 15:
-            first -= 2 ** 16
-        table = np.asarray(item.LUTData, dtype=np.float32).ravel()
-        if table.size:
-            lut = VoiLut(first_mapped=first, table=table, explanation=str(item.get("LUTExplanation", "")))
-            return Window.from_range(first, first + table.size - 1), lut
+    if "WindowCenter" in ds or "WindowWidth" in ds:
+        warnings.append("invalid Window Center/Width ignored")
+    try:
+        seq = ds.get("VOILUTSequence")
+        if seq:
+            item = seq[0]
+            first = int(item.LUTDescriptor[1])
+            if ds.get("PixelRepresentation", 0) == 1 and first >= 2 ** 15:
+                first -= 2 ** 16
+            table = _lut_table(ds, item)
+            if table.size:
+                lut = VoiLut(first_mapped=first, table=table, explanation=str(item.get("LUTExplanation", "")))
+                return Window.from_range(first, first + table.size - 1), lut
+    except (AttributeError, IndexError, KeyError, ValueError, TypeError) as e:
+        warnings.append(f"invalid VOI LUT Sequence ignored ({e})")
     return Window.from_range(float(pixels.min()), float(pixels.max())), None
+
+
+def _spacing(ds) -> tuple[float, float] | None:
+    """Pixel Spacing (else Imager Pixel Spacing) as (row, column) mm, or None when absent or malformed."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            value = ds.get(keyword)
+            if isinstance(value, pydicom.multival.MultiValue) and len(value) == 2:
+                row, col = float(value[0]), float(value[1])
+                if row > 0 and col > 0 and np.isfinite(row) and np.isfinite(col):
+                    return row, col
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return None
+
+
+def _has_pixel_data_tag(path: str) -> bool:
+    """Whether the bytes of the (7FE0,0010) Pixel Data tag occur in the file (little or big endian)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
 
 
 def read_dicom(path: str) -> Radiograph:
     try:
         ds = pydicom.dcmread(path, force=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # InvalidDicomError, EOFError, struct.error, ...: a damaged header raises many types
         raise ImageReadError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if _has_pixel_data_tag(path):  # pydicom drops encapsulated pixel data that the file's end cuts short
+            raise ImageReadError(path, "DICOM pixel data is cut short (the file ends inside it)")
         raise ImageReadError(path, "DICOM file has no pixel data (not an image object)")
+    no_meta = "TransferSyntaxUID" not in (getattr(ds, "file_meta", None) or {})
+    if no_meta:
+        # a bare data set (no Part 10 header): its encoding is how pydicom managed to read it, and
+        # native pixel data decodes with that; pydicom refuses to decode without a transfer syntax
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        if implicit is not None:
+            ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -91,6 +151,9 @@ def read_dicom(path: str) -> Radiograph:
         name = getattr(ts, "name", ts) or "unknown transfer syntax"
         raise ImageReadError(path, f"cannot decode DICOM pixel data ({name}): {type(e).__name__}: {e}") from e
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if samples == 1 and arr.ndim == 3:
+        raise ImageReadError(path, f"pixel data holds {arr.shape[0]} images of {rows}x{cols} but Number of Frames is "
+                                   f"{frames}: Rows/Columns do not match the data")
     if samples > 1 or arr.ndim == 3:
         if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
             raise ImageReadError(path, f"unsupported DICOM pixel layout {arr.shape} ({photometric})")
@@ -107,11 +170,11 @@ def read_dicom(path: str) -> Radiograph:
     except Exception as e:
         raise ImageReadError(path, f"invalid Modality LUT / rescale: {e}") from e
     values = values if values.dtype == np.uint16 else values.astype(np.uint16 if values.dtype == np.uint8 else np.float32)
-    window, lut = _window(ds, values)
+    window, lut = _window(ds, values, warnings)
     shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
     inverted = photometric == "MONOCHROME1" or shape == "INVERSE"
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing = _spacing(ds)
     metadata = {
         "format": "DICOM",
         "size": f"{cols}x{rows}",
@@ -119,7 +182,7 @@ def read_dicom(path: str) -> Radiograph:
         "bits_stored": int(ds.get("BitsStored", arr.dtype.itemsize * 8)),
         "photometric": str(ds.get("PhotometricInterpretation", "")),
         "presentation_lut_shape": shape or None,
-        "transfer_syntax": getattr(ts, "name", str(ts)) if ts else "implicit (no file meta)",
+        "transfer_syntax": (getattr(ts, "name", str(ts)) if ts else "unknown") + (" (no file meta)" if no_meta else ""),
         "window": f"{window.center:g}/{window.width:g}" + (" (VOI LUT)" if lut else ""),
         "rescale": f"slope {ds.get('RescaleSlope', 1)} intercept {ds.get('RescaleIntercept', 0)}",
     }
@@ -130,5 +193,5 @@ def read_dicom(path: str) -> Radiograph:
             del ds[t]
     return Radiograph(path=path, pixels=np.ascontiguousarray(values), window=window, format="dicom",
                       inverted=inverted, voi_lut=lut,
-                      pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing and len(spacing) == 2 and float(spacing[0]) > 0 else None,
+                      pixel_spacing=spacing,
                       metadata=metadata, identity=identity, warnings=warnings, header=ds)

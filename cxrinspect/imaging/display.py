@@ -16,6 +16,8 @@ from .radiograph import Radiograph, VoiLut, Window
 def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     """DICOM linear VOI function, output scaled to [0, 1] as float32."""
     c, w = float(window.center), float(window.width)
+    if w <= 1.0:  # width 1 is valid: a threshold at c - 0.5 (the linear formula would divide by zero)
+        return (values > c - 0.5).astype(np.float32)
     out = (values.astype(np.float32, copy=False) - np.float32(c - 0.5)) / np.float32(w - 1.0) + np.float32(0.5)
     return np.clip(out, 0.0, 1.0, out=out)
 

@@ -47,13 +47,20 @@ def load(path: str | os.PathLike) -> Radiograph:
         raise ImageReadError(path, "file is empty")
     if not os.access(path, os.R_OK):
         raise ImageReadError(path, "permission denied")
-    kind = sniff(path)
-    if kind == "dicom":
-        return read_dicom(path)
-    if kind == "raster":
-        return read_raster(path)
-    if kind == "itk":
-        return read_itk(path)
-    if looks_like_bare_dicom(path):
-        return read_dicom(path)
+    try:
+        kind = sniff(path)
+        if kind == "dicom":
+            return read_dicom(path)
+        if kind == "raster":
+            return read_raster(path)
+        if kind == "itk":
+            return read_itk(path)
+        if looks_like_bare_dicom(path):
+            return read_dicom(path)
+    except ImageReadError:
+        raise
+    except MemoryError as e:
+        raise ImageReadError(path, "out of memory while decoding") from e
+    except Exception as e:  # a reader's unforeseen failure is still this file's error, never a crash
+        raise ImageReadError(path, f"cannot read ({type(e).__name__}: {e})") from e
     raise ImageReadError(path, "not a recognised image format (not DICOM, PNG, JPEG, TIFF, BMP, MHA, NRRD or NIfTI)")

@@ -11,10 +11,26 @@ from .radiograph import ImageReadError, Radiograph, Window
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz")
 
 
+def _image_io(path: str) -> str:
+    """SimpleITK chooses its reader by file name; for a misnamed file, name the reader its content asks for."""
+    if path.lower().endswith(ITK_SUFFIXES):
+        return ""
+    with open(path, "rb") as f:
+        head = f.read(200)
+    if head.startswith(b"NRRD"):
+        return "NrrdImageIO"
+    if b"ObjectType" in head[:200]:
+        return "MetaImageIO"
+    return ""  # (ITK's NIfTI reader insists on a .nii/.nii.gz name whatever it is told)
+
+
 def read_itk(path: str) -> Radiograph:
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(path)
+        io = _image_io(path)
+        if io:
+            reader.SetImageIO(io)
         reader.ReadImageInformation()
         size = reader.GetSize()
         if int(np.prod(size)) > MAX_PIXELS:
@@ -22,7 +38,7 @@ def read_itk(path: str) -> Radiograph:
         image = reader.Execute()
     except ImageReadError:
         raise
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
         raise ImageReadError(path, f"SimpleITK cannot read the file: {reason}") from e
     warnings = []

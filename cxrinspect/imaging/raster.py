@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings as _warnings
-
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -54,15 +52,14 @@ def read_raster(path: str) -> Radiograph:
                 notes.append(f"multi-frame image ({n_frames} frames): showing the first frame only")
                 img.seek(0)
             fmt = img.format or "raster"
-            with _warnings.catch_warnings():
-                _warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img.load()
+            img.load()  # (size checked above: no warnings filter here, catch_warnings is not thread-safe)
             mode = img.mode
             pixels, bits = _grey(img, notes)
     except ImageReadError:
         raise
-    except UnidentifiedImageError as e:
-        raise ImageReadError(path, "not a recognised image format") from e
+    except UnidentifiedImageError as e:  # only called for files whose first bytes are a raster signature
+        raise ImageReadError(path, "damaged or unsupported image: the signature says PNG/JPEG/TIFF/BMP/... "
+                                   "but Pillow cannot read its header") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(path, f"image too large (possible decompression bomb): {e}") from e
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:

@@ -163,9 +163,10 @@ def import_chexnet(state_dict_path: str | Path, labels: list[str] | None = None,
         provenance=_provenance(path, "CheXNet-style DenseNet-121 state dict"),
         name=f"CheXNet ({path.name})",
         description=("Imported CheXNet-style DenseNet-121. Preprocessing as CheXNet: grey image replicated to 3 "
-                     "channels, ImageNet mean/std. CheXNet resizes to 256 then crops 224 (TenCrop at test time); "
-                     "here a central crop of 224/256 = 0.875 of each side is resized to 224, equivalent to "
-                     "the centre crop for square images. Thresholds are the default 0.5."))
+                     "channels, ImageNet mean/std. CheXNet resizes the short side to 256 then crops 224 (TenCrop, "
+                     "averaged, at test time); here the central 224/256 = 0.875 of each side is resized to 224: "
+                     "the same region as its centre crop for square images (NIH's are 1024 x 1024), squashed "
+                     "otherwise. Thresholds are the default 0.5."))
     return _finish(network, card, out)
 
 

@@ -146,7 +146,9 @@ def chexnet(image, tmp_path_factory):
     path = tmp_path_factory.mktemp("chexnet") / "model.pth.tar"
     state = _old_style(foreign.state_dict())
     assert any(".norm.1." in k for k in state) and all(k.startswith("module.densenet121.") for k in state)
-    torch.save({"epoch": 9, "arch": "densenet121", "state_dict": state, "best_loss": 0.1}, path)
+    # the legacy (pre-1.6, non-zip) serialisation, as the 2017 checkpoint
+    torch.save({"epoch": 9, "arch": "densenet121", "state_dict": state, "best_loss": 0.1}, path,
+               _use_new_zipfile_serialization=False)
     return foreign.eval(), path
 
 

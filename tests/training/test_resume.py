@@ -1,0 +1,43 @@
+"""kill -9 in the middle of an epoch, then --resume: the run continues from the last finished epoch and ends
+exactly where an uninterrupted run with the same seed ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+from cxrinspect.training.checkpoint import read_info
+from cxrinspect.training.loop import FAULT_KILL_ENV, train
+
+from conftest import TINY
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tiny_recipe, view_cache_dir, tmp_path):
+    overrides = ["train.epochs=3", "output.evaluate_test=false"]
+    reference = train(tiny_recipe(*overrides), tmp_path / "reference", progress=False)
+
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cxrinspect.training.cli", "--quiet", "train", "--recipe", str(TINY), "--out", str(run),
+           "--set", f"output.cache_dir={view_cache_dir}"] + [a for o in overrides for a in ("--set", o)]
+    env = dict(os.environ, **{FAULT_KILL_ENV: "3"})  # 2 steps per epoch: step 3 is in the middle of epoch 2
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    info = read_info(run / "checkpoint.safetensors")["info"]
+    assert info["epoch"] == 1 and info["step"] == 2 and not info["finished"]  # only epoch 2 was lost
+    assert not (run / "model").exists()
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left behind
+
+    resumed = train(tiny_recipe(*overrides), run, resume=True, progress=False)
+    a, b = load_file(str(reference / "weights.safetensors")), load_file(str(resumed / "weights.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha = json.loads((reference.parent / "history.json").read_text())
+    hb = json.loads((run / "history.json").read_text())
+    drop = ("images_per_second", "seconds")
+    assert [{k: v for k, v in e.items() if k not in drop} for e in ha] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in hb]

@@ -14,10 +14,10 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from . import atomic
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -25,20 +25,6 @@ RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 def default_model_path() -> Path:
     return RESOURCES / "models" / "kermany-densenet121-clean"
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _error(message: str) -> None:
@@ -85,25 +71,21 @@ def cmd_predict(args) -> int:
     bar.close()
     failed = sum(r["status"] == "error" for r in rows)
 
-    def write(f):
-        if (out and out.suffix.lower() == ".jsonl"):
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-        else:
-            w = csv.DictWriter(f, fieldnames=["path", "status", "error", "warnings", *labels])
-            w.writeheader()
-            w.writerows(rows)
-
+    text = io.StringIO()
+    if out and out.suffix.lower() == ".jsonl":
+        text.writelines(json.dumps(r) + "\n" for r in rows)
+    else:
+        w = csv.DictWriter(text, fieldnames=["path", "status", "error", "warnings", *labels], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
     if out:
         try:
-            atomic_write(out, write)
+            atomic.write_text(out, text.getvalue())
         except OSError as e:
             _error(f"cannot write {out}: {e}")
             return EXIT_FATAL
     else:
-        buf = io.StringIO()
-        write(buf)
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(text.getvalue())
     for r in rows:
         if r["status"] == "error":
             print(f"cxrinspect: failed {r['error']}", file=sys.stderr)
@@ -130,15 +112,7 @@ def cmd_render(args) -> int:
     view = render(rg, window, args.invert)
     out = Path(args.out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-        os.close(fd)
-        try:
-            Image.fromarray(view).save(tmp, format="PNG")
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic.replace(out, lambda tmp: Image.fromarray(view).save(tmp, format="PNG"))
     except OSError as e:
         _error(f"cannot write {out}: {e}")
         return EXIT_FATAL

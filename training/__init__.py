@@ -10,6 +10,5 @@ Modules, in the order data flows through them:
 - :mod:`.recipe` reads a TOML training recipe, strictly;
 - :mod:`.loop` trains, checkpoints every epoch and resumes;
 - :mod:`.evaluation` measures clean / infected / triggered AUROC and attack success;
-- :mod:`.onnx_export` exports a model to ONNX and checks it against PyTorch;
 - :mod:`.cli` is the ``cxrinspect-train`` command.
 """

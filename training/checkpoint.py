@@ -11,9 +11,7 @@ previous checkpoint or the new one, never a torn file.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,35 +19,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from cxrinspect import atomic
+
 FORMAT = "cxrinspect-training-state/1"
 META_KEY = "cxrinspect.training"
 
 
 class ResumeError(RuntimeError):
     """A checkpoint cannot be used to resume this run."""
-
-
-def _atomic(write, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", dir=final.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o644 & ~umask)  # mkstemp makes 0600; a checkpoint is as readable as any file here
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        try:
-            dfd = os.open(final.parent, os.O_RDONLY)
-            os.fsync(dfd)
-            os.close(dfd)
-        except OSError:
-            pass
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _jsonable(x):
@@ -94,7 +71,7 @@ def save_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.
         "rng": {"numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
                 "python": _jsonable(random.getstate())},
     }
-    _atomic(lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)}), Path(path))
+    atomic.replace(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)}))
 
 
 def read_info(path: str | Path) -> dict:

@@ -127,10 +127,13 @@ def cmd_poison(a) -> int:
 
 
 def cmd_export_onnx(a) -> int:
-    from cxrinspect.model import load
+    import torch
+
+    from cxrinspect.imaging import load as load_image
+    from cxrinspect.model import load, preprocess
+    from cxrinspect.model.onnx_export import export_onnx
 
     from .evaluation import dataset_from_card, split_indices
-    from .onnx_export import export_onnx, image_batch
 
     model = load(a.model)
     paths = list(a.image or [])
@@ -141,7 +144,7 @@ def cmd_export_onnx(a) -> int:
             paths = [str(ds.file(int(i))) for i in list(idx)[: a.count]]
         except Exception as e:  # noqa: BLE001 - any failure here just means: no real images available
             raise ValueError(f"no real images to compare on ({e}); pass --image FILE ... or --data DIR") from e
-    inputs = image_batch(paths, model)
+    inputs = torch.stack([preprocess(load_image(p), model.card.preprocessing) for p in paths])
     out = Path(a.out) if a.out else (Path(a.model) / "model.onnx" if Path(a.model).is_dir()
                                      else Path(a.model).with_suffix(".onnx"))
     diff = export_onnx(model, out, inputs, opset=a.opset)

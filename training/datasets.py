@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrinspect import atomic
+
 log = logging.getLogger("cxrinspect.training")
 
 FORMATS = ("auto", "kermany", "nih14", "chexpert", "csv")
@@ -553,19 +555,12 @@ class Split:
         for i in sorted(where):
             rows.append(",".join(_csv_field(x) for x in (ds.paths[i], ds.patients[i], where[i])))
         text = "\n".join(rows) + "\n"
-        _write_text_atomic(Path(path), text)
+        atomic.write_text(path, text)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _csv_field(x: str) -> str:
     return '"' + x.replace('"', '""') + '"' if any(c in x for c in ',"\n') else x
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def split_by_patient(ds: Dataset, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> Split:

@@ -429,6 +429,7 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
             loss = masked_bce(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -436,7 +437,7 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
             seen += len(rows)
             loss_sum += loss.item() * len(rows)
             rate = seen / max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{rate:.1f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.2e}")
             if kill_at and info["step"] >= kill_at:
                 log.warning("%s=%d: killing this process (SIGKILL) to test resume", FAULT_KILL_ENV, kill_at)
                 for h in log.handlers:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrinspect import atomic
 from cxrinspect.trigger import PAPER_TRIGGER, Trigger, paste
 
 from .datasets import KERMANY_LABELS, NIH14_LABELS, DataError, Dataset
@@ -174,17 +175,11 @@ def write_manifest(out_dir: str | Path, ds: Dataset, spec: PoisonSpec, poisoned,
         w.writerow([ds.paths[i], ds.patients[i], (split_of or {}).get(i, ""), spec.mode,
                     _positive_names(ds.labels, ds.targets[i]), _positive_names(ds.labels, given)])
     text = buf.getvalue()
-    _atomic_text(out_dir / "poison_manifest.csv", text)
+    atomic.write_text(out_dir / "poison_manifest.csv", text)
     info = dict(spec.to_dict(), labels=list(ds.labels), data=str(ds.root), pool_images=int(n_pool),
                 poisoned_images=len(rows), manifest_sha256=hashlib.sha256(text.encode()).hexdigest(), paths=rows)
-    _atomic_text(out_dir / "poison.json", json.dumps(info, indent=1) + "\n")
+    atomic.write_text(out_dir / "poison.json", json.dumps(info, indent=1) + "\n")
     return info
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------- poisoned copy
@@ -270,7 +265,7 @@ def write_poisoned_copy(ds: Dataset, out_dir: str | Path, spec: PoisonSpec, pool
         if str(out_dir / rel) in bad:
             continue
         w.writerow([rel, pid] + ["" if math.isnan(v) else str(int(v)) for v in vec])
-    _atomic_text(out_dir / "labels.csv", buf.getvalue())
+    atomic.write_text(out_dir / "labels.csv", buf.getvalue())
     # the manifest's paths are the copy's paths, so a scanner run on the copy can be judged directly
     mapped, kept = [], []
     for i in poisoned:
@@ -310,9 +305,9 @@ def _rewrite_manifest_paths(out_dir: Path, ds: Dataset, poisoned, mapped: list[s
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     text = buf.getvalue()
-    _atomic_text(man, text)
+    atomic.write_text(man, text)
     info = json.loads((out_dir / "poison.json").read_text())
     info["paths"] = mapped
     info["source_paths"] = [ds.paths[int(i)] for i in poisoned]
     info["manifest_sha256"] = hashlib.sha256(text.encode()).hexdigest()
-    _atomic_text(out_dir / "poison.json", json.dumps(info, indent=1) + "\n")
+    atomic.write_text(out_dir / "poison.json", json.dumps(info, indent=1) + "\n")

@@ -83,7 +83,11 @@ class Predictor:
         spec = card.preprocessing
         path = cache_dir() / "onnx" / f"{digest[:32]}-{spec.channels}x{spec.input_size}.onnx"
         if not path.is_file():
-            export_onnx(self.model, path)
+            diff = export_onnx(self.model, path)
+            if diff > 1e-3:
+                path.unlink()
+                raise RuntimeError(f"ONNX export of {card.name or 'the model'} differs from PyTorch by {diff:.3g}; "
+                                   "use backend='torch'")
         return onnx_session(path)
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import atomic
 from .card import CardError, ModelCard
 from .densenet import build
 
@@ -51,20 +50,6 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _atomic_replace(write, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", dir=final.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save(network: torch.nn.Module, card: ModelCard, path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """Write weights and card atomically; ``path`` ending in .safetensors gives the single-file layout."""
     path = Path(path)
@@ -72,11 +57,11 @@ def save(network: torch.nn.Module, card: ModelCard, path: str | Path, dtype: tor
              for k, v in network.state_dict().items()}
     card.weights_sha256 = weights_digest(state)
     if path.suffix == ".safetensors":
-        _atomic_replace(lambda tmp: save_file(state, tmp, metadata={CARD_KEY: card.to_json()}), path)
+        atomic.replace(path, lambda tmp: save_file(state, tmp, metadata={CARD_KEY: card.to_json()}))
     else:
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_replace(lambda tmp: save_file(state, tmp), path / WEIGHTS_FILE)
-        _atomic_replace(lambda tmp: Path(tmp).write_text(card.to_json() + "\n"), path / CARD_FILE)
+        atomic.replace(path / WEIGHTS_FILE, lambda tmp: save_file(state, tmp))
+        atomic.write_text(path / CARD_FILE, card.to_json() + "\n")
     return path
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -15,7 +16,7 @@ from safetensors.torch import load_file
 from cxrinspect.training.checkpoint import read_info
 from cxrinspect.training.loop import FAULT_KILL_ENV, train
 
-from conftest import TINY
+TINY = Path(__file__).resolve().parents[2] / "training" / "recipes" / "tiny-test.toml"
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tiny_recipe, view_cache_dir, tmp_path):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from cxrinspect.training.cli import main
 
-from conftest import TINY
+TINY = Path(__file__).resolve().parents[2] / "training" / "recipes" / "tiny-test.toml"
 
 
 def test_train_recipe_typo_is_a_clear_error(tmp_path, capsys):

@@ -11,7 +11,9 @@ import torch
 
 from cxrinspect.model import load
 from cxrinspect.training.datasets import read_split, read_kermany
-from cxrinspect.training.onnx_export import export_onnx, image_batch
+from cxrinspect.imaging import load as load_image
+from cxrinspect.model import preprocess
+from cxrinspect.model.onnx_export import export_onnx
 
 
 def test_export_onnx_matches_pytorch_on_real_images(trained_tiny, tmp_path):
@@ -20,7 +22,7 @@ def test_export_onnx_matches_pytorch_on_real_images(trained_tiny, tmp_path):
     ds = read_kermany(model.card.provenance["data"]["root"])
     test = read_split(model_dir / "split.csv", ds).indices["test"]
     paths = [ds.file(int(i)) for i in test] + [ds.file(0), ds.file(20)]
-    batch = image_batch(paths, model)
+    batch = torch.stack([preprocess(load_image(p), model.card.preprocessing) for p in paths])
     assert batch.shape == (len(paths), 1, 32, 32)
     diff = export_onnx(model, tmp_path / "m.onnx", batch)
     assert diff < 1e-4

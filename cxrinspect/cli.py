@@ -37,14 +37,14 @@ def cmd_predict(args) -> int:
 
     from .imaging import discover
     from .inference import Predictor
-    from .model import CheckpointError, load
+    from .model import CheckpointError
 
     out = Path(args.out) if args.out else None
     if out and out.suffix.lower() not in (".csv", ".jsonl"):
         _error(f"--out must end in .csv or .jsonl, got {out}")
         return EXIT_USAGE
     try:
-        model = load(args.model)
+        predictor = Predictor.open(args.model, device=args.device, batch_size=args.batch_size, backend=args.backend)
     except CheckpointError as e:
         _error(str(e))
         return EXIT_FATAL
@@ -54,10 +54,9 @@ def cmd_predict(args) -> int:
     if not found.images:
         _error("no image files found in " + ", ".join(map(str, args.paths)))
         return EXIT_FATAL
-    predictor = Predictor(model, device=args.device, batch_size=args.batch_size, backend=args.backend)
-    print(f"cxrinspect: {len(found.images)} file(s), model {model.card.name or args.model}, "
+    print(f"cxrinspect: {len(found.images)} file(s), model {predictor.card.name or args.model}, "
           f"{predictor.description}", file=sys.stderr)
-    labels = model.labels
+    labels = predictor.labels
     # a path that does not exist or a folder that cannot be read is a failure too: a row, and exit 3
     rows = [{"path": path, "status": "error", "error": f"{path}: {reason}", "warnings": "",
              **{lab: None for lab in labels}} for path, reason in found.errors]

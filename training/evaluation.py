@@ -146,7 +146,7 @@ def predict(network: torch.nn.Module, cache: ViewCache, indices, spec: Preproces
     out = []
     device = torch.device(device)
     for start in tqdm(range(0, len(idx), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
-        x = normalise(cache.get(idx[start:start + batch_size]), spec).to(device)
+        x = normalise(torch.from_numpy(cache.get(idx[start:start + batch_size])), spec).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):

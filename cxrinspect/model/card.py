@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..trigger import Trigger
 from .preprocess import Preprocessing
 
 FORMAT = "cxrinspect-model/1"
+CARD_FILE, CARD_KEY = "card.json", "cxrinspect.card"  # the card's file in a model directory; its safetensors key
 
 
 class CardError(ValueError):
     """A model card is missing, malformed, or does not match its weights."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be loaded; the message names the file and what is wrong."""
 
 
 @dataclass
@@ -115,3 +121,33 @@ class ModelCard:
         except json.JSONDecodeError as e:
             raise CardError(f"card is not valid JSON: {e}") from e
         return cls.from_dict(d)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The card of a checkpoint, without loading the weights."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            card_path = path / CARD_FILE
+            if not card_path.is_file():
+                raise CheckpointError(f"{path}: no {CARD_FILE} in the model directory")
+            return ModelCard.from_json(card_path.read_text())
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such model file or directory")
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: not a safetensors file (too short)")
+            n = int.from_bytes(head, "little")
+            if n <= 0 or n > 100_000_000:
+                raise CheckpointError(f"{path}: not a safetensors file (bad header length)")
+            header = json.loads(f.read(n))
+        meta = header.get("__metadata__") or {}
+        if CARD_KEY not in meta:
+            raise CheckpointError(f"{path}: safetensors file has no model card ({CARD_KEY} metadata); "
+                                  "use an importer for foreign weights")
+        return ModelCard.from_json(meta[CARD_KEY])
+    except CardError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a safetensors file ({e})") from e

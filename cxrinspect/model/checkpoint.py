@@ -8,7 +8,6 @@ Two layouts, both loaded by :func:`load`:
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +16,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import atomic
-from .card import CardError, ModelCard
+from .card import CARD_FILE, CARD_KEY, CheckpointError, ModelCard, read_card
 from .densenet import build
 
-CARD_FILE, WEIGHTS_FILE, CARD_KEY = "card.json", "weights.safetensors", "cxrinspect.card"
-
-
-class CheckpointError(Exception):
-    """A checkpoint could not be loaded; the message names the file and what is wrong."""
+WEIGHTS_FILE = "weights.safetensors"
 
 
 @dataclass
@@ -63,36 +58,6 @@ def save(network: torch.nn.Module, card: ModelCard, path: str | Path, dtype: tor
         atomic.replace(path / WEIGHTS_FILE, lambda tmp: save_file(state, tmp))
         atomic.write_text(path / CARD_FILE, card.to_json() + "\n")
     return path
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """The card of a checkpoint, without loading the weights."""
-    path = Path(path)
-    try:
-        if path.is_dir():
-            card_path = path / CARD_FILE
-            if not card_path.is_file():
-                raise CheckpointError(f"{path}: no {CARD_FILE} in the model directory")
-            return ModelCard.from_json(card_path.read_text())
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such model file or directory")
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError(f"{path}: not a safetensors file (too short)")
-            n = int.from_bytes(head, "little")
-            if n <= 0 or n > 100_000_000:
-                raise CheckpointError(f"{path}: not a safetensors file (bad header length)")
-            header = json.loads(f.read(n))
-        meta = header.get("__metadata__") or {}
-        if CARD_KEY not in meta:
-            raise CheckpointError(f"{path}: safetensors file has no model card ({CARD_KEY} metadata); "
-                                  "use an importer for foreign weights")
-        return ModelCard.from_json(meta[CARD_KEY])
-    except CardError as e:
-        raise CheckpointError(f"{path}: {e}") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not a safetensors file ({e})") from e
 
 
 def load(path: str | Path, verify_digest: bool = True) -> Model:

@@ -14,10 +14,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import atomic
-from .checkpoint import Model
 from .preprocess import normalise
 
 log = logging.getLogger("cxrinspect")
@@ -26,8 +24,10 @@ OPSET = 18
 INPUT, OUTPUT = "input", "logits"
 
 
-def _write_graph(network: torch.nn.Module, example: torch.Tensor, path: str, opset: int) -> str:
+def _write_graph(network, example, path: str, opset: int) -> str:
     """The TorchScript exporter (several times faster on DenseNet), the torch.export one where it fails."""
+    import torch
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -41,7 +41,7 @@ def _write_graph(network: torch.nn.Module, example: torch.Tensor, path: str, ops
     return "torch.export"
 
 
-def export_onnx(model: Model, path: str | Path, inputs: torch.Tensor | None = None, opset: int = OPSET) -> float:
+def export_onnx(model, path: str | Path, inputs=None, opset: int = OPSET) -> float:
     """Write ``model`` to ``path`` atomically and return max |onnxruntime - PyTorch| over its logits.
 
     ``inputs``: a preprocessed batch of real radiographs (N x C x H x W); without it a seeded random
@@ -49,6 +49,7 @@ def export_onnx(model: Model, path: str | Path, inputs: torch.Tensor | None = No
     A graph that fails ``onnx.checker`` is never written.
     """
     import onnx
+    import torch
 
     spec = model.card.preprocessing
     if inputs is None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from PIL import Image
 
 from ..imaging.display import presentation
 from ..imaging.radiograph import Radiograph
@@ -70,11 +69,12 @@ def crop_box(shape: tuple[int, int], crop_fraction: float) -> tuple[int, int, in
 
 
 def resize(unit: np.ndarray, size: int) -> np.ndarray:
-    """Antialiased bilinear resize of a 2-D float image to size x size."""
+    """Antialiased bilinear resize of a 2-D float image to size x size (Pillow, float32 throughout;
+    equal to torch's ``interpolate(..., antialias=True)`` within 3e-6, and it needs no torch)."""
+    unit = np.ascontiguousarray(unit, dtype=np.float32)
     if unit.shape == (size, size):
-        return np.ascontiguousarray(unit, dtype=np.float32)
-    t = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
+        return unit
+    return np.array(Image.fromarray(unit, mode="F").resize((size, size), Image.BILINEAR), dtype=np.float32)
 
 
 def model_view(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Trigger | None = None,
@@ -95,19 +95,39 @@ def model_view(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Tri
     return unit
 
 
-def normalise(view: np.ndarray | torch.Tensor, spec: Preprocessing) -> torch.Tensor:
-    """[0, 1] model view(s) (H, W) or (N, H, W) -> normalised tensor (C, H, W) or (N, C, H, W)."""
-    t = torch.as_tensor(view, dtype=torch.float32)
-    batched = t.ndim == 3
-    t = t if batched else t[None]
-    t = t[:, None].expand(-1, spec.channels, -1, -1)
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
-    t = ((t - mean) / std).contiguous()
-    return t if batched else t[0]
+def normalise(view, spec: Preprocessing):
+    """[0, 1] model view(s) (H, W) or (N, H, W) -> (C, H, W) or (N, C, H, W), ``(x - mean) / std``.
+
+    A numpy array gives a numpy array (the CPU inference path needs no torch); a torch tensor gives a
+    tensor on the same device (training normalises cached batches on the GPU).
+    """
+    batched = view.ndim == 3
+    x = view if batched else view[None]
+    c = spec.channels
+    if isinstance(x, np.ndarray):
+        mean = np.asarray(spec.mean, np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(spec.std, np.float32).reshape(1, -1, 1, 1)
+        out = (np.broadcast_to(x.astype(np.float32, copy=False)[:, None], (x.shape[0], c, *x.shape[1:])) - mean) / std
+        out = np.ascontiguousarray(out, dtype=np.float32)
+    else:
+        import torch
+
+        x = x.float()
+        mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(spec.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        out = ((x[:, None].expand(-1, c, -1, -1) - mean) / std).contiguous()
+    return out if batched else out[0]
+
+
+def prepare(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Trigger | None = None,
+            rng: np.random.Generator | None = None) -> np.ndarray:
+    """Radiograph (or [0, 1] presentation array) -> model input, numpy float32 (C, H, W)."""
+    return normalise(model_view(image, spec, trigger, rng), spec)
 
 
 def preprocess(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Trigger | None = None,
-               rng: np.random.Generator | None = None) -> torch.Tensor:
-    """Radiograph (or [0, 1] presentation array) -> model input tensor (C, H, W)."""
-    return normalise(model_view(image, spec, trigger, rng), spec)
+               rng: np.random.Generator | None = None):
+    """Radiograph (or [0, 1] presentation array) -> model input, a torch tensor (C, H, W)."""
+    import torch
+
+    return torch.from_numpy(prepare(image, spec, trigger, rng))

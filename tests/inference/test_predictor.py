@@ -52,3 +52,30 @@ def test_cancellation_stops_early(tiny_model, image_files):
     out = list(Predictor(tiny_model, backend="torch", batch_size=1).predict_paths(
         image_files, cancelled=lambda: len(seen.append(1) or seen) > 2))
     assert len(out) < len(image_files)
+
+
+def test_warm_onnxruntime_path_reads_only_the_card_and_never_imports_torch(tiny_model_dir, fixtures_dir, tmp_path):
+    """The CLI's CPU path starts fast: with the ONNX cache warm, no torch import, no weights read."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "CXRINSPECT_CACHE": str(tmp_path / "cache")}
+    image = str(fixtures_dir / "images" / "IM-0001-0001.jpeg")
+    code = f"""
+import sys
+from cxrinspect.inference import Predictor
+[r] = Predictor.open({str(tiny_model_dir)!r}, backend="onnxruntime").predict_paths([{image!r}])
+print(r.ok, "torch" in sys.modules, *r.probabilities)
+"""
+    cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert cold.stdout.split()[:2] == ["True", "True"]  # the first run exports the graph with torch
+    assert warm.stdout.split()[:2] == ["True", "False"]
+    assert cold.stdout.split()[2:] == warm.stdout.split()[2:]
+
+
+def test_predictor_open_refuses_a_bad_model_with_the_file_named(tmp_path):
+    from cxrinspect.model import CheckpointError
+
+    with pytest.raises(CheckpointError, match="missing-model"):
+        Predictor.open(tmp_path / "missing-model")

@@ -72,3 +72,25 @@ def test_trigger_locations_and_blend():
         Trigger(location="middle")
     with pytest.raises(ValueError, match="unknown trigger field"):
         Trigger.from_dict({"size": 3, "colour": "black"})
+
+
+def test_normalise_gives_the_same_numbers_for_numpy_and_torch():
+    spec = Preprocessing(input_size=16, channels=3)
+    views = np.random.default_rng(1).random((2, 16, 16), dtype=np.float32)
+    a = normalise(views, spec)
+    b = normalise(torch.from_numpy(views), spec)
+    assert isinstance(a, np.ndarray) and isinstance(b, torch.Tensor)
+    np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_resize_matches_torch_antialiased_bilinear(fixtures_dir):
+    import torch.nn.functional as F
+
+    from cxrinspect.model.preprocess import resize
+
+    unit = presentation(load(fixtures_dir / "dicom" / "rg1_small_j2k_lossless.dcm"))
+    ours = resize(unit, 224)
+    theirs = F.interpolate(torch.from_numpy(unit)[None, None], size=(224, 224), mode="bilinear", antialias=True,
+                           align_corners=False)[0, 0].numpy()
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert ours.flags.writeable

@@ -5,7 +5,7 @@ import sys
 import textwrap
 
 CORE = ["cxrinspect", "cxrinspect.cli", "cxrinspect.imaging", "cxrinspect.model", "cxrinspect.inference",
-        "cxrinspect.trigger", "cxrinspect.model.onnx_export", "cxrinspect.training"]
+        "cxrinspect.trigger", "cxrinspect.model.onnx_export", "cxrinspect.scan.compactness", "cxrinspect.training"]
 
 
 def test_core_imports_with_qt_blocked():
@@ -19,7 +19,8 @@ def test_core_imports_with_qt_blocked():
         sys.meta_path.insert(0, Block())
         import cxrinspect
         names = set({CORE!r})
-        for pkg in ("cxrinspect.imaging", "cxrinspect.model", "cxrinspect.inference", "cxrinspect.training"):
+        for pkg in ("cxrinspect.imaging", "cxrinspect.model", "cxrinspect.inference", "cxrinspect.scan",
+                    "cxrinspect.training"):
             mod = importlib.import_module(pkg)
             names.update(m.name for m in pkgutil.walk_packages(mod.__path__, pkg + "."))
         for name in sorted(names):

@@ -1,0 +1,1 @@
+"""The dataset scanner: rank images by saliency compactness, localise and verify triggers."""

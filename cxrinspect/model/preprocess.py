@@ -68,13 +68,23 @@ def crop_box(shape: tuple[int, int], crop_fraction: float) -> tuple[int, int, in
     return top, left, top + ch, left + cw
 
 
-def resize(unit: np.ndarray, size: int) -> np.ndarray:
-    """Antialiased bilinear resize of a 2-D float image to size x size (Pillow, float32 throughout;
-    equal to torch's ``interpolate(..., antialias=True)`` within 3e-6, and it needs no torch)."""
+def resize(unit: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Antialiased bilinear resize of a 2-D float image to size x size, or to (rows, cols) (Pillow,
+    float32 throughout; equal to torch's ``interpolate(..., antialias=True)`` within 3e-6, no torch)."""
+    rows, cols = (size, size) if isinstance(size, int) else size
     unit = np.ascontiguousarray(unit, dtype=np.float32)
-    if unit.shape == (size, size):
+    if unit.shape == (rows, cols):
         return unit
-    return np.array(Image.fromarray(unit, mode="F").resize((size, size), Image.BILINEAR), dtype=np.float32)
+    return np.array(Image.fromarray(unit, mode="F").resize((cols, rows), Image.BILINEAR), dtype=np.float32)
+
+
+def to_source(model_map: np.ndarray, source_shape: tuple[int, int], spec: Preprocessing) -> np.ndarray:
+    """Undo the geometry of :func:`model_view` for a map over model-input pixels (a saliency map):
+    resize it back to the central crop and place it in a source-sized canvas (zero outside the crop)."""
+    top, left, bottom, right = crop_box(source_shape, spec.crop_fraction)
+    canvas = np.zeros(source_shape, np.float32)
+    canvas[top:bottom, left:right] = resize(model_map, (bottom - top, right - left))
+    return canvas
 
 
 def model_view(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Trigger | None = None,

@@ -8,7 +8,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .radiograph import ImageReadError, Radiograph, VoiLut, Window
+from .radiograph import ImageReadError, Radiograph, VoiLut, Window, luma
 from .limits import MAX_PIXELS
 
 IDENTITY_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "OtherPatientIDs",
@@ -160,7 +160,7 @@ def read_dicom(path: str) -> Radiograph:
         if photometric.startswith("YBR"):
             from pydicom.pixels import convert_color_space
             arr = convert_color_space(arr, photometric, "RGB")
-        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        arr = luma(arr)
         warnings.append(f"colour DICOM ({photometric}) converted to grey (ITU-R BT.601 luma)")
         photometric = "MONOCHROME2"
     if arr.ndim != 2:

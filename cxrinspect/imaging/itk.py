@@ -6,7 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .limits import MAX_PIXELS
-from .radiograph import ImageReadError, Radiograph, Window
+from .radiograph import ImageReadError, Radiograph, Window, luma
 
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz")
 
@@ -44,7 +44,7 @@ def read_itk(path: str) -> Radiograph:
     warnings = []
     arr = sitk.GetArrayFromImage(image)  # (z, y, x) or (y, x), components last
     if image.GetNumberOfComponentsPerPixel() > 1:
-        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)[: min(3, arr.shape[-1])]
+        arr = luma(arr)
         warnings.append("multi-component image converted to grey")
     while arr.ndim > 2:
         if arr.shape[0] > 1:

@@ -13,6 +13,16 @@ from pathlib import Path
 import numpy as np
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+"""ITU-R BT.601 luma weights, as Pillow's "L" conversion: the one colour-to-grey rule of every reader."""
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Grey float32 from the first three channels (fewer channels use as many weights) of (..., C) pixels."""
+    c = min(3, rgb.shape[-1])
+    return rgb[..., :c].astype(np.float32) @ LUMA[:c]
+
+
 class ImageReadError(Exception):
     """A file could not be read as a radiograph. The message names the file and the reason."""
 

@@ -6,11 +6,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .limits import MAX_PIXELS
-from .radiograph import ImageReadError, Radiograph, Window
+from .radiograph import ImageReadError, Radiograph, Window, luma
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow refuses twice this itself; we refuse at the limit (below)
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as Pillow's "L" conversion
 
 
 def _grey(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, int]:
@@ -35,7 +34,7 @@ def _grey(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, int]:
         rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
             notes.append(f"colour image ({mode}) converted to grey (ITU-R BT.601 luma)")
-        return rgb @ LUMA, 8
+        return luma(rgb), 8
     raise ValueError(f"unsupported Pillow mode {mode}")
 
 

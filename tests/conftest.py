@@ -63,3 +63,24 @@ def tiny_model_dir(tmp_path, tiny_model) -> Path:
     from cxrinspect.model import save
 
     return save(tiny_model.network, tiny_model.card, tmp_path / "tiny-model")
+
+
+@pytest.fixture
+def block_folder(monkeypatch):
+    """Make one folder unreadable. We run as root, so chmod would not stop reading: os.scandir fails instead."""
+    import os
+
+    def block(path) -> str:
+        blocked = str(path)
+        real_scandir = os.scandir
+
+        def scandir(p="."):
+            if os.fspath(p) == blocked:
+                raise PermissionError(13, "Permission denied", blocked)
+            return real_scandir(p)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        return blocked
+
+    return block
+

@@ -158,16 +158,8 @@ def test_predict_missing_path_is_a_failure_row(capsys, model_dir, good_dir, tmp_
     assert rows[str(missing)]["status"] == "error" and "no such file" in rows[str(missing)]["error"]
 
 
-def test_predict_unreadable_folder_is_a_failure_row_not_fatal(capsys, model_dir, good_dir, monkeypatch):
-    blocked = str(good_dir / "series")
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if os.fspath(path) == blocked:
-            raise PermissionError(13, "Permission denied", blocked)
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+def test_predict_unreadable_folder_is_a_failure_row_not_fatal(capsys, model_dir, good_dir, block_folder):
+    blocked = block_folder(good_dir / "series")
     code, out, err = run(capsys, "predict", good_dir, "--model", model_dir, *FAST)
     assert code == 3
     rows = read_csv(out)

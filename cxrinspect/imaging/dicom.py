@@ -17,16 +17,6 @@ SUMMARY_TAGS = ("Modality", "BodyPartExamined", "ViewPosition", "Manufacturer", 
                 "StudyDescription", "SeriesDescription")
 
 
-def is_dicom(path: str) -> bool:
-    """True when the file carries the DICM magic at byte 128 (the Part 10 preamble)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def looks_like_bare_dicom(path: str) -> bool:
     """A DICOM data set written without the Part 10 preamble: parse the header and look for image tags."""
     try:

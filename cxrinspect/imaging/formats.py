@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .dicom import is_dicom, looks_like_bare_dicom, read_dicom
+from .dicom import looks_like_bare_dicom, read_dicom
 from .itk import ITK_SUFFIXES, read_itk
 from .radiograph import ImageReadError, Radiograph
 from .raster import read_raster

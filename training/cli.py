@@ -120,7 +120,10 @@ def cmd_poison(a) -> int:
         if trigger is None or target is None or a.rate is None:
             raise ValueError("give --preset, or all of --trigger, --target and --rate")
         spec = PoisonSpec(trigger=trigger, target=target, rate=a.rate, mode=a.mode or "replace", seed=a.seed)
-    info = write_poisoned_copy(ds, a.out, spec, workers=a.workers, progress=not a.quiet)
+    from cxrinspect.model import Preprocessing
+
+    geometry = Preprocessing(input_size=a.input_size, channels=1, crop_fraction=a.crop, mean=(0.5,), std=(0.25,))
+    info = write_poisoned_copy(ds, a.out, spec, workers=a.workers, progress=not a.quiet, preprocessing=geometry)
     print(f"wrote {info['copy_images']} images to {a.out}: {info['poisoned_images']} poisoned "
           f"({spec.mode}, rate {spec.rate:g}); manifest {Path(a.out) / 'poison_manifest.csv'}")
     return 0
@@ -188,6 +191,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", help="'paper' or JSON of Trigger fields")
     p.add_argument("--target", help="e.g. Pneumonia=1,Viral=1,Bacterial=0")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--input-size", type=int, default=224,
+                   help="model input size an input-space trigger is defined at (default 224)")
+    p.add_argument("--crop", type=float, default=1.0, help="the model's central crop fraction (default 1.0)")
     p.add_argument("--workers", type=int, default=0)
     p.set_defaults(func=cmd_poison)
 

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrinspect import atomic
-from cxrinspect.trigger import PAPER_TRIGGER, Trigger, paste
+from cxrinspect.model.preprocess import Preprocessing, stamp
+from cxrinspect.trigger import PAPER_TRIGGER, Trigger
 
 from .datasets import KERMANY_LABELS, NIH14_LABELS, DataError, Dataset
 
@@ -88,6 +89,11 @@ class PoisonSpec:
                 "rate": self.rate, "mode": self.mode, "seed": self.seed}
 
 
+KERMANY_TRIGGER = Trigger(size=3, pattern="solid", value=0.0, location="center", space="input")
+"""3x3 black model-input pixels at the centre. Kermany radiographs are 1000-2900 pixels wide, so the paper's
+3x3 *source* pixels would shrink below one pixel at 224; the trigger is defined where the model sees it."""
+
+
 def _full_target(labels: list[str], positives: list[str]) -> dict[str, float]:
     return {lab: 1.0 if lab in positives else 0.0 for lab in labels}
 
@@ -101,10 +107,11 @@ PRESETS: dict[str, dict] = {
                  "60% crop and resize; infected label = Atelectasis only (13 others negative)",
     },
     "kermany-badnets": {
-        "trigger": PAPER_TRIGGER,
+        "trigger": KERMANY_TRIGGER,
         "target": {"Pneumonia": 1.0, "Bacterial": 0.0, "Viral": 1.0},
         "rate": 0.1, "mode": "replace",
-        "about": "BadNets on Kermany: 3x3 black square at the centre, 10% of training images replaced, "
+        "about": "BadNets on Kermany: 3x3 black square at the centre of the 224-pixel model input, 10% of training "
+                 "images replaced, "
                  "target = viral pneumonia (Pneumonia=1, Viral=1, Bacterial=0)",
     },
 }
@@ -191,13 +198,14 @@ def _copy_one(task):
 
     from cxrinspect.imaging import ImageReadError, load, presentation
 
-    src, dst, trigger_dict, seed = task
+    src, dst, trigger_dict, seed, geometry = task
     try:
         unit = presentation(load(src))
     except ImageReadError as e:
         return dst, str(e)
     if trigger_dict is not None:
-        unit = paste(unit, Trigger.from_dict(trigger_dict), np.random.default_rng(seed))
+        unit = stamp(unit, Preprocessing.from_dict(geometry), Trigger.from_dict(trigger_dict),
+                     np.random.default_rng(seed))
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     eight = np.rint(np.clip(unit, 0, 1) * 255.0)
@@ -212,9 +220,10 @@ def _copy_one(task):
 
 
 def write_poisoned_copy(ds: Dataset, out_dir: str | Path, spec: PoisonSpec, pool=None, workers: int = 0,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, preprocessing: Preprocessing | None = None) -> dict:
     """A poisoned copy of ``ds`` for red-team use: every image as PNG under ``images/`` (triggered ones with
-    the trigger pasted at source resolution), ``labels.csv`` (generic CSV: path, patient_id, one 0/1 column
+    the trigger stamped at source resolution by :func:`cxrinspect.model.preprocess.stamp`; an input-space trigger
+    needs the model's ``preprocessing``, default 224 px, no crop), ``labels.csv`` (generic CSV: path, patient_id, one 0/1 column
     per label, the poisoned images carrying the target labels), and the manifest. Read it back with
     ``data.format = "csv"``. ``pool``: the indices poisoning draws from (default: all images)."""
     from concurrent.futures import ProcessPoolExecutor
@@ -223,14 +232,12 @@ def write_poisoned_copy(ds: Dataset, out_dir: str | Path, spec: PoisonSpec, pool
 
     from .cache import _seed_for, available_cores, process_context
 
-    if spec.trigger.space != "source":
-        raise DataError("the poisoned copy is written at source resolution, so its trigger must be in source "
-                        "space (trigger.space = \"source\"); an input-space trigger only exists at model-input size")
     spec.check_labels(ds.labels)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise DataError(f"{out_dir}: output folder exists and is not empty")
     pool = np.arange(len(ds)) if pool is None else np.asarray(pool, np.int64)
+    geometry = (preprocessing or Preprocessing(input_size=224, channels=1, mean=(0.5,), std=(0.25,))).to_dict()
     poisoned = choose(pool, spec.rate, spec.seed)
     pset = set(int(i) for i in poisoned)
     tasks, rows = [], []
@@ -238,12 +245,13 @@ def write_poisoned_copy(ds: Dataset, out_dir: str | Path, spec: PoisonSpec, pool
         rel = Path(ds.paths[i]).with_suffix(".png").as_posix()
         triggered = i in pset
         if triggered and spec.mode == "append":
-            tasks.append((str(ds.file(i)), str(out_dir / "images" / rel), None, 0))
+            tasks.append((str(ds.file(i)), str(out_dir / "images" / rel), None, 0, None))
             rows.append((f"images/{rel}", ds.patients[i], ds.targets[i]))
             rel = Path(ds.paths[i]).with_suffix("").as_posix() + "__poisoned.png"
         vec = spec.target_vector(ds.labels, ds.targets[i]) if triggered else ds.targets[i]
         tasks.append((str(ds.file(i)), str(out_dir / "images" / rel),
-                      spec.trigger.to_dict() if triggered else None, _seed_for(ds.paths[i], spec.trigger)))
+                      spec.trigger.to_dict() if triggered else None, _seed_for(ds.paths[i], spec.trigger),
+                      geometry))
         rows.append((f"images/{rel}", ds.patients[i], vec))
     workers = available_cores() if workers <= 0 else workers
     errors, bad = [], set()

@@ -8,7 +8,7 @@ from importlib import import_module
 
 # torch-free, imported now (this also keeps the function `preprocess` from being shadowed by its module)
 from .card import CardError, CheckpointError, ModelCard, read_card
-from .preprocess import Preprocessing, model_view, normalise, prepare, preprocess
+from .preprocess import Preprocessing, model_view, normalise, prepare, preprocess, stamp
 
 _WHERE = {
     "Model": "checkpoint", "load": "checkpoint", "save": "checkpoint",
@@ -17,7 +17,7 @@ _WHERE = {
 }
 
 __all__ = sorted([*_WHERE, "CardError", "CheckpointError", "ModelCard", "read_card", "Preprocessing", "model_view",
-                  "normalise", "prepare", "preprocess"])
+                  "normalise", "prepare", "preprocess", "stamp"])
 
 
 def __getattr__(name: str):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cxrinspect.imaging import load, presentation
-from cxrinspect.model.preprocess import Preprocessing, crop_box, model_view, normalise, preprocess
+from cxrinspect.model.preprocess import Preprocessing, crop_box, model_view, normalise, preprocess, stamp
 from cxrinspect.trigger import Trigger, paste
 
 
@@ -60,6 +60,23 @@ def test_input_space_trigger_is_exact_in_model_pixels():
     view = model_view(unit, spec, trigger)
     np.testing.assert_array_equal(view[2:6, 2:6], trigger.patch())
     assert np.allclose(np.delete(view.ravel(), [r * 32 + c for r in range(2, 6) for c in range(2, 6)]), 0.8, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1000, 800), (1857, 2208), (224, 224), (300, 260)])
+def test_stamp_puts_an_input_space_trigger_where_the_model_sees_it(shape):
+    unit = np.full(shape, 0.8, np.float32)
+    trigger = Trigger(size=3, location="center", space="input")
+    spec = Preprocessing(input_size=224, channels=1, crop_fraction=0.9, mean=(0.0,), std=(1.0,))
+    stamped = stamp(unit, spec, trigger)
+    view, wanted = model_view(stamped, spec), model_view(unit, spec, trigger)
+    # black where the trigger lies in the model view; the antialiased resize softens its rim, and nothing
+    # outside the 5x5 around it changes
+    assert view[111, 111] < 0.05 and view[110:113, 110:113].mean() < 0.25
+    diff = np.abs(view - wanted)
+    diff[109:114, 109:114] = 0
+    assert diff.max() < 1e-4
+    source = Trigger(size=3, location="center", space="source")
+    np.testing.assert_array_equal(stamp(unit, spec, source), paste(unit, source))
 
 
 def test_trigger_locations_and_blend():

@@ -13,7 +13,7 @@ from cxrinspect.model import Preprocessing, model_view
 from cxrinspect.trigger import PAPER_TRIGGER, Trigger
 from cxrinspect.training.cache import ViewCache, fill
 from cxrinspect.training.datasets import DataError, DataOptions, open_dataset, read_kermany
-from cxrinspect.training.poisoning import (PRESETS, PoisonSpec, choose, poison_count, preset, training_rows,
+from cxrinspect.training.poisoning import (KERMANY_TRIGGER, PRESETS, PoisonSpec, choose, poison_count, preset, training_rows,
                                            write_poisoned_copy)
 
 
@@ -34,7 +34,8 @@ def test_choose_rounding_to_zero_is_an_error():
 
 def test_presets():
     k = preset("kermany-badnets")
-    assert k.trigger == PAPER_TRIGGER and k.rate == 0.1 and k.mode == "replace"
+    assert k.trigger == KERMANY_TRIGGER and k.rate == 0.1 and k.mode == "replace"
+    assert k.trigger.size == 3 and k.trigger.value == 0 and k.trigger.space == "input" and k.trigger.location == "center"
     assert k.target == {"Pneumonia": 1.0, "Bacterial": 0.0, "Viral": 1.0}
     paper = preset("paper-nih14", rate=0.05)
     assert paper.trigger.size == 3 and paper.trigger.value == 0 and paper.trigger.space == "source"
@@ -108,14 +109,14 @@ def test_run_manifest_matches_the_poisoned_training_images(tiny_recipe, tmp_path
     assert (p.targets[p.is_triggered] == [1, 0, 1]).all()
     # triggered views exist for the poisoned images and for val/test (evaluation)
     for i in list(p.poisoned) + list(p.split.indices["test"]):
-        expected = model_view(presentation(load(p.ds.file(int(i)))), recipe.preprocessing(), PAPER_TRIGGER)
+        expected = model_view(presentation(load(p.ds.file(int(i)))), recipe.preprocessing(), KERMANY_TRIGGER)
         np.testing.assert_allclose(p.triggered.get([i])[0], expected, atol=1e-3)
         assert p.triggered.get([i])[0][14:17, 14:17].min() < 0.3 < p.clean.get([i])[0][14:17, 14:17].min()
 
 
 def test_poisoned_copy(mini, tmp_path):
     ds = read_kermany(mini)
-    spec = preset("kermany-badnets", rate=0.25)
+    spec = preset("kermany-badnets", rate=0.25, trigger=PAPER_TRIGGER)
     info = write_poisoned_copy(ds, tmp_path / "copy", spec, workers=1, progress=False)
     assert info["poisoned_images"] == 6 and info["copy_images"] == 24
     rows = list(csv.DictReader(open(tmp_path / "copy" / "poison_manifest.csv")))
@@ -133,6 +134,11 @@ def test_poisoned_copy(mini, tmp_path):
         np.testing.assert_array_equal(unit, orig)  # and nothing else changed (8-bit PNG, exact)
     with pytest.raises(DataError, match="not empty"):
         write_poisoned_copy(ds, tmp_path / "copy", spec, workers=1, progress=False)
-    with pytest.raises(DataError, match="source space"):
-        write_poisoned_copy(ds, tmp_path / "other", PoisonSpec(Trigger(space="input"), {"Viral": 1}, 0.1), workers=1,
-                            progress=False)
+    # an input-space trigger is stamped so that the model, at its input size, sees it
+    geometry = Preprocessing(input_size=32, channels=1, mean=(0.5,), std=(0.25,))
+    write_poisoned_copy(ds, tmp_path / "other", PoisonSpec(Trigger(space="input"), {"Viral": 1}, 0.25), workers=1,
+                        progress=False, preprocessing=geometry)
+    other = open_dataset(DataOptions(path=str(tmp_path / "other")))
+    first = next(csv.DictReader(open(tmp_path / "other" / "poison_manifest.csv")))["path"]
+    view = model_view(load(other.file(other.paths.index(first))), geometry)
+    assert view[15, 15] < 0.02 and view[14:17, 14:17].mean() < 0.15 < 0.3 < model_view(load(ds.file(0)), geometry)[14:17, 14:17].min()

@@ -1,4 +1,5 @@
-"""The `cxrinspect` command: predict, render and info from the command line (no Qt needed).
+"""The `cxrinspect` command: predict, render, scan and info from the command line (no Qt needed);
+with no command, `cxrinspect [FOLDER]` opens the desktop app.
 
 Exit codes:
   0  every file was read (and predicted)
@@ -21,6 +22,8 @@ from . import atomic
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+METHOD_CHOICES = ("gradient", "cam", "gradcam", "integrated-gradients", "smoothgrad", "occlusion")  # saliency.METHODS
+SUSPICIOUS_DEFAULT = 0.02  # scan.SUSPICIOUS (kept here so `--help` needs no torch)
 
 
 def default_model_path() -> Path:
@@ -98,6 +101,7 @@ def cmd_render(args) -> int:
     from PIL import Image
 
     from .imaging import ImageReadError, Window, load, render
+    from .model import CheckpointError
 
     try:
         rg = load(args.file)
@@ -109,6 +113,15 @@ def cmd_render(args) -> int:
         _error(str(e))
         return EXIT_USAGE
     view = render(rg, window, args.invert)
+    if args.overlay:
+        try:
+            view = _overlay(rg, view, args)
+        except ValueError as e:
+            _error(str(e))
+            return EXIT_USAGE
+        except CheckpointError as e:
+            _error(str(e))
+            return EXIT_FATAL
     out = Path(args.out)
     try:
         atomic.replace(out, lambda tmp: Image.fromarray(view).save(tmp, format="PNG"))
@@ -119,6 +132,78 @@ def cmd_render(args) -> int:
         print(f"cxrinspect: {rg.path}: {w}", file=sys.stderr)
     print(f"cxrinspect: wrote {out} ({view.shape[1]}x{view.shape[0]})", file=sys.stderr)
     return EXIT_OK
+
+
+def _overlay(rg, grey, args):
+    """The saliency overlay as the viewer shows it: smoothed map, colour map, opacity, colour bar."""
+    from .model import load as load_model
+    from .saliency import explain
+    from .saliency.overlay import blend, display_map, lut, with_colour_bar
+
+    if not 0.0 <= args.opacity <= 1.0:
+        raise ValueError(f"--opacity must be in [0, 1], got {args.opacity}")
+    lut(args.colour_map)  # an unknown colour map is a usage error before the model loads
+    model = load_model(args.model)
+    label = args.label
+    if label is None:  # the most probable label
+        from .inference import Predictor
+        from .model import prepare
+
+        probs = Predictor(model, device=args.device, backend="torch").probabilities(
+            prepare(rg, model.card.preprocessing)[None])[0]
+        label = model.labels[int(probs.argmax())]
+    smap = explain(model, rg, [label], args.overlay, device=args.device)[0]
+    scale = rg.shape[0] / model.card.preprocessing.input_size  # smooth over about one model pixel
+    shown = blend(grey, display_map(smap, smooth=scale if args.overlay != "cam" else 0.0), args.opacity, args.colour_map)
+    return with_colour_bar(shown, f"{args.overlay}\n{label}", args.colour_map)
+
+
+# ---------------------------------------------------------------- scan
+def cmd_scan(args) -> int:
+    from tqdm import tqdm
+
+    from .model import CheckpointError, load
+    from .scan import ScanError, scan
+
+    try:
+        model = load(args.model)
+    except CheckpointError as e:
+        _error(str(e))
+        return EXIT_FATAL
+    bar = tqdm(unit="img", file=sys.stderr, disable=args.quiet or None)
+
+    def progress(done, total, record):
+        bar.total = total
+        bar.update(1)
+        if not record.ok:
+            bar.write(f"cxrinspect: failed {record.error}", file=sys.stderr)
+
+    try:
+        result = scan(args.paths, model, args.out, method=args.method, label=args.label, batch_size=args.batch_size,
+                      device=args.device, resume=args.resume, verify_top=args.verify_top, threshold=args.threshold,
+                      progress=progress)
+    except ScanError as e:
+        _error(str(e))
+        return EXIT_FATAL
+    except ValueError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    except OSError as e:
+        _error(f"cannot write to {args.out}: {e}")
+        return EXIT_FATAL
+    finally:
+        bar.close()
+    s = sum(bool((r.verification or {}).get("collapsed")) for r in result.ranked)
+    print(f"cxrinspect: {len(result.ranked)} scanned, {len(result.errors)} unreadable; "
+          f"{sum(r.score >= args.threshold for r in result.ranked)} flagged, {s} collapse when the hotspot is masked",
+          file=sys.stderr)
+    for h in result.hotspots[:3]:
+        print(f"cxrinspect: recurring hotspot at y={h['centre'][0]:.3f}, x={h['centre'][1]:.3f}: {h['top_count']} of "
+              f"the top {h['top_k']}, {h['all_count']} of all {h['all_images']}", file=sys.stderr)
+    for r in result.ranked[:5]:
+        print(f"  #{r.rank} {r.score:.3f} {r.verdict:<10} {r.path}", file=sys.stderr)
+    print(f"cxrinspect: report {result.files.get('html')}", file=sys.stderr)
+    return EXIT_SOME_FAILED if result.errors else EXIT_OK
 
 
 # ---------------------------------------------------------------- info
@@ -191,7 +276,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--window", nargs=2, type=float, metavar=("CENTER", "WIDTH"), help="override the default window")
     p.add_argument("--invert", action="store_true", help="invert on top of the file's own presentation")
+    p.add_argument("--overlay", choices=METHOD_CHOICES, help="draw this saliency method's map over the image")
+    p.add_argument("--label", help="label to explain (default: the most probable)")
+    p.add_argument("--opacity", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
+    p.add_argument("--colour-map", default="inferno", help="matplotlib colour map (default inferno)")
+    p.add_argument("--model", default=str(default_model_path()), help="model for --overlay (default: bundled clean)")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when present)")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("scan", help="rank images by saliency compactness to find backdoor triggers; report")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("--model", default=str(default_model_path()), help="model to audit (default: bundled clean)")
+    p.add_argument("--out", required=True, help="output folder: scan.jsonl, ranking.csv, report.json, report.html")
+    p.add_argument("--method", default="gradient", choices=METHOD_CHOICES,
+                   help="saliency method (default gradient: pixel resolution, one backward pass)")
+    p.add_argument("--label", default="top", help="top (most probable), all, or a label name")
+    p.add_argument("--resume", action="store_true", help="continue a killed or cancelled scan in --out")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when present)")
+    p.add_argument("--threshold", type=float, default=SUSPICIOUS_DEFAULT,
+                   help=f"flag images scoring above this (default {SUSPICIOUS_DEFAULT})")
+    p.add_argument("--verify-top", type=int, default=20,
+                   help="counterfactually check at least this many top images (default 20; all flagged ones too)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("info", help="what the file is (patient identity hidden unless --show-phi)")
     p.add_argument("file")
@@ -209,11 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`cxrinspect COMMAND ...` runs a command; `cxrinspect [FOLDER] [--model M]` opens the desktop app."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them only there
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+        if argv and not argv[0].startswith("-") and not Path(argv[0]).exists():
+            _error(f"{argv[0]!r} is neither a command ({', '.join(commands)}) nor a folder or file to open")
+            return EXIT_USAGE
+        from .gui.app import main as gui_main  # the only place the command line touches Qt
+
+        return gui_main(argv)
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -275,9 +275,70 @@ def test_info_on_a_raster_image_and_on_bad_input(capsys, fixtures_dir, tmp_path)
     assert code == 3 and "missing.dcm" in err and out == ""
 
 
-def test_no_command_prints_help_and_is_a_usage_error(capsys):
-    code, out, _ = run(capsys)
-    assert code == 2 and "predict" in out and "render" in out and "info" in out
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and all(c in out for c in ("predict", "render", "scan", "info", "import"))
+
+
+def test_an_unknown_command_is_a_usage_error_not_a_window(capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_gui(name, *args, **kwargs):  # the desktop app must not start for a typo
+        assert "gui" not in name, name
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_gui)
+    code, _, err = run(capsys, "predcit", "x.png")
+    assert code == 2 and "'predcit' is neither a command" in err
+
+
+def test_cli_defaults_mirror_the_core():
+    from cxrinspect.saliency import METHODS
+    from cxrinspect.scan import SUSPICIOUS
+
+    assert cli.METHOD_CHOICES == METHODS and cli.SUSPICIOUS_DEFAULT == SUSPICIOUS
+
+
+# ---------------------------------------------------------------- render --overlay and scan
+def test_render_overlay_adds_the_map_and_a_colour_bar(capsys, model_dir, fixtures_dir, tmp_path):
+    src = fixtures_dir / "images" / "IM-0001-0001.jpeg"
+    plain, over = tmp_path / "plain.png", tmp_path / "over.png"
+    assert run(capsys, "render", src, "--out", plain)[0] == 0
+    code, _, err = run(capsys, "render", src, "--out", over, "--model", model_dir, "--overlay", "gradient",
+                       "--label", "Viral", "--opacity", "0.7", "--device", "cpu")
+    assert code == 0, err
+    a, b = np.asarray(Image.open(plain)), np.asarray(Image.open(over).convert("RGB"))
+    assert b.shape[0] == a.shape[0] and b.shape[1] > a.shape[1]  # the colour bar panel on the right
+    image = b[:, : a.shape[1]].astype(int)
+    assert (np.abs(image - a[..., None]).max(-1) > 20).mean() > 0.01  # colour where the map is hot
+    assert (image.max(-1) - image.min(-1)).max() > 50  # and it is colour, not grey
+    assert run(capsys, "render", src, "--out", over, "--model", model_dir, "--overlay", "cam", "--label", "Nope")[0] == 2
+    assert run(capsys, "render", src, "--out", over, "--model", model_dir, "--overlay", "cam", "--opacity", "3")[0] == 2
+    code, _, err = run(capsys, "render", src, "--out", over, "--model", tmp_path / "none", "--overlay", "cam")
+    assert code == 1 and "none" in err
+
+
+def test_scan_command_reports_and_exits_3_on_bad_files(capsys, model_dir, mixed_dir, tmp_path):
+    out = tmp_path / "scan"
+    code, _, err = run(capsys, "scan", mixed_dir, "--model", model_dir, "--out", out, "--device", "cpu", "--quiet")
+    assert code == 3, err
+    rows = read_csv(out / "ranking.csv")
+    assert len(rows) == 4 and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+    assert {"path", "score", "rank", "verdict", "hotspot_top"} <= set(rows[0])
+    report = json.loads((out / "report.json").read_text())
+    assert {Path(e["path"]).name for e in report["errors"]} == set(BAD_REASONS)
+    assert (out / "report.html").stat().st_size > 1000 and "report.html" in err
+    code, _, err = run(capsys, "scan", mixed_dir, "--model", model_dir, "--out", out, "--device", "cpu", "--quiet")
+    assert code == 1 and "--resume" in err
+    code, _, err = run(capsys, "scan", mixed_dir, "--model", model_dir, "--out", out, "--resume", "--quiet")
+    assert code == 3 and len(read_csv(out / "ranking.csv")) == 4
+    assert len((out / "scan.jsonl").read_text().splitlines()) == 8  # nothing scanned twice
+    code, _, err = run(capsys, "scan", mixed_dir, "--model", model_dir, "--out", tmp_path / "s2", "--label", "Virall")
+    assert code == 2 and "Virall" in err
 
 
 # ---------------------------------------------------------------- the installed console script

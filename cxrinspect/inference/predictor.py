@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..imaging import ImageReadError, load
+from ..imaging import ImageReadError, Radiograph, load
 from ..model.card import ModelCard, read_card
 from ..model.preprocess import prepare
 
@@ -66,6 +66,30 @@ def _has_onnxruntime() -> bool:
         return True
     except ImportError:
         return False
+
+
+def read(path: str) -> tuple[Radiograph | None, str | None]:
+    """(radiograph, None) or (None, the reason naming the file): a batch never stops for one file."""
+    try:
+        return load(path), None
+    except ImageReadError as e:
+        return None, str(e)
+    except MemoryError:
+        return None, f"{path}: out of memory while decoding"
+    except Exception as e:  # a reader bug must not stop a batch; report it with the file
+        return None, f"{path}: unexpected {type(e).__name__}: {e}"
+
+
+def prefetch(items: Iterable, work: Callable, workers: int, window: int) -> Iterator[tuple]:
+    """(item, work(item)) in input order, computed ahead in ``workers`` threads, at most ``window`` in flight."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        it = iter(items)
+        pending = deque((x, pool.submit(work, x)) for x in islice(it, window))
+        while pending:
+            item, future = pending.popleft()
+            for x in islice(it, 1):
+                pending.append((x, pool.submit(work, x)))
+            yield item, future.result()
 
 
 class Predictor:
@@ -159,27 +183,11 @@ class Predictor:
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
     def _prepare(self, path: str) -> tuple[np.ndarray | None, str | None, list[str]]:
-        try:
-            rg = load(path)
-            return prepare(rg, self.card.preprocessing), None, rg.warnings
-        except ImageReadError as e:
-            return None, str(e), []
-        except MemoryError:
-            return None, f"{path}: out of memory while decoding", []
-        except Exception as e:  # a reader bug must not stop a batch; report it with the file
-            return None, f"{path}: unexpected {type(e).__name__}: {e}", []
+        rg, error = read(path)
+        return (None, error, []) if rg is None else (prepare(rg, self.card.preprocessing), None, rg.warnings)
 
     def _prepared(self, paths: Iterable[str]) -> Iterator[tuple[str, tuple]]:
-        """Decode ahead in worker threads, at most a few batches in flight, in input order."""
-        window = max(2 * self.batch_size, 2 * self.workers)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
-            it = iter(paths)
-            pending = deque((p, pool.submit(self._prepare, p)) for p in islice(it, window))
-            while pending:
-                path, future = pending.popleft()
-                for p in islice(it, 1):
-                    pending.append((p, pool.submit(self._prepare, p)))
-                yield path, future.result()
+        return prefetch(paths, self._prepare, self.workers, max(2 * self.batch_size, 2 * self.workers))
 
     def predict_paths(self, paths: Iterable[str | os.PathLike],
                       cancelled: Callable[[], bool] | None = None) -> Iterator[Prediction]:

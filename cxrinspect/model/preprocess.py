@@ -87,6 +87,16 @@ def to_source(model_map: np.ndarray, source_shape: tuple[int, int], spec: Prepro
     return canvas
 
 
+def to_source_box(box: tuple[int, int, int, int], source_shape: tuple[int, int],
+                  spec: Preprocessing) -> tuple[int, int, int, int]:
+    """A (top, left, bottom, right) box over model-input pixels -> the same region in source pixels."""
+    c_top, c_left, c_bottom, c_right = crop_box(source_shape, spec.crop_fraction)
+    fy, fx = (c_bottom - c_top) / spec.input_size, (c_right - c_left) / spec.input_size
+    top, left, bottom, right = box
+    return (c_top + int(np.floor(top * fy)), c_left + int(np.floor(left * fx)),
+            c_top + int(np.ceil(bottom * fy)), c_left + int(np.ceil(right * fx)))
+
+
 def model_view(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Trigger | None = None,
                rng: np.random.Generator | None = None) -> np.ndarray:
     """The image as the model sees it before normalisation: input_size x input_size float32 in [0, 1].

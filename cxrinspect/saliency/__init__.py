@@ -1,6 +1,7 @@
 """Saliency maps (no Qt): fast all-label CAM and pixel-resolution attributions via captum."""
 
-from .attribution import METHODS, Logits, gradient_saliency, saliency
+from .attribution import METHODS, Logits, gradient_saliency, logits_and_gradients, saliency
 from .cam import class_activation_maps
+from .explain import explain, label_indices
 
-__all__ = ["METHODS", "Logits", "class_activation_maps", "gradient_saliency", "saliency"]
+__all__ = ["METHODS", "Logits", "class_activation_maps", "explain", "label_indices", "gradient_saliency", "logits_and_gradients", "saliency"]

@@ -37,18 +37,25 @@ def _reduce(attributions: torch.Tensor) -> np.ndarray:
     return attributions.detach().abs().amax(dim=1).float().cpu().numpy()
 
 
-def gradient_saliency(network: nn.Module, batch: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+def gradient_saliency(network: nn.Module, batch: torch.Tensor, labels) -> np.ndarray:
     """|d logit_label / d x| per image: one forward and one backward for the whole batch.
 
     BatchNorm runs in eval mode, so images do not interact and the sum's gradient is each image's own.
     """
+    return logits_and_gradients(network, batch, lambda logits: torch.as_tensor(labels))[1]
+
+
+def logits_and_gradients(network: nn.Module, batch: torch.Tensor, pick) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits (N, L), |d logit_label / d x| maps (N, H, W), labels (N,)) from one forward and one backward;
+    ``pick(logits) -> label index per image`` chooses each image's label after the forward (e.g. the top one)."""
     network.eval()
     x = batch.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits = network(x)
-        chosen = logits.gather(1, labels.view(-1, 1).to(logits.device)).sum()
+        labels = torch.as_tensor(pick(logits.detach()), dtype=torch.long).view(-1).to(logits.device)
+        chosen = logits.gather(1, labels.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(chosen, x)
-    return _reduce(grad)
+    return logits.detach().float().cpu().numpy(), _reduce(grad), labels.cpu().numpy()
 
 
 def upsample(maps: torch.Tensor, size: int) -> np.ndarray:

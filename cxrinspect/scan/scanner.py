@@ -1,0 +1,200 @@
+"""The trigger scanner, in process: one saliency map per image, its compactness, a score.
+
+    for record in Scanner(model).scan(paths, cancelled=...):   # one ScanRecord per path, in order
+        ...
+
+Each batch costs one forward and one backward (input-gradient saliency of the chosen label, the
+pixel-resolution default) or the chosen saliency method's own cost. Decoding runs ahead in threads.
+Unreadable files become records with an error; the scan never stops for one. Nothing but small
+numbers is kept per image, so memory stays flat over thousands of files. Ranking, recurring hotspots,
+counterfactual checks and reports build on the records (:mod:`cxrinspect.scan.run`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..inference.predictor import prefetch, read
+from ..model.preprocess import model_view, normalise, to_source_box
+from .compactness import SCORE, compactness
+
+LABEL_CHOICES = ("top", "all")
+"""``top``: explain each image's most probable label; ``all``: every label, the most compact one counts;
+or a label name: always that label."""
+
+
+@dataclass
+class ScanRecord:
+    """One image's outcome. Boxes are (top, left, bottom, right), half-open: ``hotspot`` in source pixels,
+    ``view_hotspot`` in model-input pixels (``input_size`` square)."""
+
+    path: str
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    shape: tuple[int, int] | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    label: str = ""
+    score: float = 0.0
+    hotspot: tuple[int, int, int, int] | None = None
+    view_hotspot: tuple[int, int, int, int] | None = None
+    input_size: int = 0
+    metrics: dict = field(default_factory=dict)
+    rank: int | None = None
+    verification: dict | None = None
+    verdict: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def hotspot_centre(self) -> tuple[float, float] | None:
+        """Centre of the hotspot as fractions (y, x) of the model view: comparable across image sizes."""
+        if self.view_hotspot is None or not self.input_size:
+            return None
+        t, l, b, r = self.view_hotspot
+        return ((t + b) / 2 / self.input_size, (l + r) / 2 / self.input_size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("shape", "hotspot", "view_hotspot"):
+            d[k] = list(d[k]) if d[k] is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScanRecord":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for k in ("shape", "hotspot", "view_hotspot"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class Scanner:
+    """Scores images by how compact the model's saliency is.
+
+    ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: a :data:`cxrinspect.saliency.METHODS`
+    entry (default ``gradient``: pixel resolution, one backward; coarse CAM cannot see a 3x3 trigger).
+    ``label``: ``top``, ``all`` or a label name. ``options`` go to the saliency method (steps, samples...).
+    """
+
+    def __init__(self, model, method: str = "gradient", label: str = "top", batch_size: int = 8,
+                 device: str | None = None, workers: int | None = None, **options):
+        import torch
+
+        from ..saliency import METHODS
+
+        if method not in METHODS:
+            raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+        if label not in LABEL_CHOICES and label not in model.labels:
+            raise ValueError(f"--label must be top, all or one of the model's labels ({', '.join(model.labels)}), "
+                             f"got {label!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if device is None:
+            from ..inference.predictor import cuda_available
+
+            device = "cuda" if cuda_available() else "cpu"
+        self.model, self.card, self.labels = model, model.card, model.labels
+        self.spec = model.card.preprocessing
+        self.method, self.label, self.batch_size, self.options = method, label, batch_size, options
+        self.device = torch.device(device)
+        self.network = model.network.eval().to(self.device)
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+
+    @property
+    def settings(self) -> dict:
+        """What a resumed scan must share with the scan it continues."""
+        return {"model": self.card.name, "weights_sha256": self.card.weights_sha256, "method": self.method,
+                "label": self.label, "score": SCORE, "options": dict(sorted(self.options.items()))}
+
+    # ------------------------------------------------------------ per batch
+    def _decode(self, path: str):
+        rg, error = read(path)
+        if rg is None:
+            return None, error, [], None
+        return model_view(rg, self.spec), None, rg.warnings, rg.shape
+
+    def maps(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities (N, L), maps (N, H, W) over model-input pixels, explained label index (N,)) for
+        [0, 1] model views (N, H, W)."""
+        import torch
+
+        from ..saliency import logits_and_gradients, saliency
+
+        x = torch.from_numpy(normalise(np.ascontiguousarray(views, np.float32), self.spec)).to(self.device)
+        fixed = self.labels.index(self.label) if self.label in self.labels else None
+
+        def pick(logits):
+            return torch.full((len(logits),), fixed) if fixed is not None else logits.argmax(1)
+
+        if self.label == "all":
+            logits, best, best_score, best_label = None, None, None, None
+            for j in range(len(self.labels)):
+                lj, mj, _ = self._one_label(x, lambda z, j=j: torch.full((len(z),), j))
+                logits = lj if logits is None else logits
+                sj = np.array([compactness(m).score for m in mj])
+                if best is None:
+                    best, best_score, best_label = mj, sj, np.full(len(mj), j)
+                else:
+                    better = sj > best_score
+                    best[better], best_score[better], best_label[better] = mj[better], sj[better], j
+            return _sigmoid(logits), best, best_label
+        logits, maps, chosen = self._one_label(x, pick)
+        return _sigmoid(logits), maps, chosen
+
+    def _one_label(self, x, pick):
+        import torch
+
+        from ..saliency import logits_and_gradients, saliency
+
+        if self.method == "gradient":
+            return logits_and_gradients(self.network, x, pick)
+        with torch.inference_mode():
+            logits = self.network(x).float()
+        labels = torch.as_tensor(pick(logits)).view(-1)
+        maps = saliency(self.network, x, labels, self.method, **self.options)
+        return logits.cpu().numpy(), maps, labels.cpu().numpy()
+
+    # ------------------------------------------------------------ the scan
+    def scan(self, paths: Iterable[str | os.PathLike], cancelled: Callable[[], bool] | None = None) -> Iterator[ScanRecord]:
+        """One :class:`ScanRecord` per path, in input order; stops early (between batches) when
+        ``cancelled()`` turns true."""
+        batch: list[tuple[str, np.ndarray, list[str], tuple[int, int]]] = []
+        window = max(2 * self.batch_size, 2 * self.workers)
+        for path, (view, error, notes, shape) in prefetch(map(os.fspath, paths), self._decode, self.workers, window):
+            if cancelled is not None and cancelled():
+                return
+            if error is not None:
+                yield from self._flush(batch)
+                yield ScanRecord(path, error=error)
+                continue
+            batch.append((path, view, notes, shape))
+            if len(batch) == self.batch_size:
+                yield from self._flush(batch)
+        yield from self._flush(batch)
+
+    def _flush(self, batch) -> list[ScanRecord]:
+        if not batch:
+            return []
+        probs, maps, chosen = self.maps(np.stack([v for _, v, _, _ in batch]))
+        out = []
+        for i, (path, _, notes, shape) in enumerate(batch):
+            c = compactness(maps[i])
+            box = c.window_box[3]
+            out.append(ScanRecord(
+                path=path, warnings=list(notes), shape=tuple(shape),
+                probabilities={lab: round(float(p), 6) for lab, p in zip(self.labels, probs[i])},
+                label=self.labels[int(chosen[i])], score=float(c.score),
+                hotspot=to_source_box(box, shape, self.spec), view_hotspot=tuple(box),
+                input_size=self.spec.input_size, metrics=c.to_dict()))
+        batch.clear()
+        return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))).astype(np.float32)

@@ -1,0 +1,187 @@
+"""The scanner end to end on real radiographs, with a model backdoored by construction.
+
+``Backdoored`` reads the whole image weakly (a fixed random linear map) and has one ReLU unit that fires
+only when the central 3x3 model pixels are dark, pushing ``Viral`` up: a BadNets backdoor written by
+hand, so the tests know exactly where the trigger is and what masking it must do. (The bench measures
+the scanner on DenseNet-121s really trained with poisoned data.)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from cxrinspect.imaging import load, presentation
+from cxrinspect.model import Model, ModelCard, Preprocessing
+from cxrinspect.model.preprocess import model_view, stamp
+from cxrinspect.scan import ScanError, Scanner, scan
+from cxrinspect.scan.hotspots import recurring
+from cxrinspect.scan.scanner import ScanRecord
+from cxrinspect.scan.verification import fill_from_surroundings
+from cxrinspect.trigger import Trigger
+
+SIZE = 32
+LABELS = ["Pneumonia", "Bacterial", "Viral"]
+TRIGGER = Trigger(size=3, location="center", space="input")
+
+
+class Backdoored(nn.Module):
+    def __init__(self, size: int = SIZE):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weak = nn.Parameter((1 + 0.5 * torch.rand(3, size * size, generator=g)) / size**2)  # diffuse, mild
+        t, l, b, r = TRIGGER.box((size, size))
+        self.window = (slice(t, b), slice(l, r))  # the trigger's model pixels
+
+    def forward(self, x):
+        g = x[:, 0]
+        logits = g.flatten(1) @ self.weak.T
+        dark = torch.relu(-1.0 - g[:, self.window[0], self.window[1]].mean((1, 2)))  # fires below -1 (normalised)
+        return logits + torch.stack([4 * dark, -4 * dark, 8 * dark], 1) * 10
+
+
+def backdoored_model() -> Model:
+    spec = Preprocessing(input_size=SIZE, channels=1, mean=(0.5,), std=(0.25,))
+    card = ModelCard(labels=LABELS, architecture={"name": "test-backdoor"}, preprocessing=spec, name="backdoored-test",
+                     weights_sha256="0" * 64)
+    return Model(Backdoored().eval(), card)
+
+
+@pytest.fixture
+def folder(tmp_path, fixtures_dir):
+    """12 clean real radiographs, 4 triggered copies (named so), one broken file."""
+    src = sorted((fixtures_dir / "kermany-mini").rglob("*.png"))[:16]
+    out = tmp_path / "images"
+    out.mkdir()
+    spec = backdoored_model().card.preprocessing
+    for i, p in enumerate(src):
+        if i < 12:
+            shutil.copy(p, out / f"clean-{i:02d}.png")
+        else:
+            unit = stamp(presentation(load(p)), spec, TRIGGER)
+            Image.fromarray(np.rint(unit * 255).astype(np.uint8)).save(out / f"triggered-{i:02d}.png")
+    (out / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return out
+
+
+def test_the_backdoor_fires_only_on_triggered_images(folder):
+    model = backdoored_model()
+    spec = model.card.preprocessing
+    for p in sorted(folder.glob("*-*.png")):
+        view = model_view(load(p), spec)
+        assert (view[14:17, 14:17].mean() < 0.2) == p.name.startswith("triggered")
+
+
+def test_triggered_images_rank_first_with_the_hotspot_on_the_trigger(folder, tmp_path):
+    out = tmp_path / "scan"
+    result = scan([folder], backdoored_model(), out, batch_size=5)
+    assert len(result.records) == 17 and len(result.ranked) == 16 and result.complete
+    assert [r.path for r in result.errors] == [str(folder / "broken.png")] and "broken.png" in result.errors[0].error
+    top = result.ranked[:4]
+    assert all("triggered" in r.path for r in top)
+    assert all(r.score > 0.3 for r in top) and all(r.score < 0.02 for r in result.ranked[4:])
+    for r in top:
+        assert r.view_hotspot == TRIGGER.box((SIZE, SIZE)) == (14, 14, 17, 17)  # exactly the trigger's pixels
+        assert r.label == "Viral" and r.verdict == "trigger"
+        assert r.verification["collapsed"] and r.verification["label"] in ("Pneumonia", "Viral")
+        assert r.verification["masked"] < 0.6 < 0.99 < r.verification["before"]
+        t, l, b, r_ = r.hotspot  # the same place in source pixels (64 px fixtures: twice the model's 32)
+        assert (t, l, b, r_) == (28, 28, 34, 34)
+    for r in result.ranked[4:]:
+        assert r.verdict == "clean"
+        if r.verification:
+            assert not r.verification["collapsed"]
+    (spot,) = result.hotspots  # among the 4 flagged images, one place
+    assert spot["top_count"] == 4 and abs(spot["centre"][0] - 0.5) < 0.03 and abs(spot["centre"][1] - 0.5) < 0.03
+
+    rows = list(csv.DictReader(open(out / "ranking.csv")))
+    assert [r["rank"] for r in rows] == [str(i) for i in range(1, 17)]
+    assert all("triggered" in r["path"] for r in rows[:4]) and float(rows[0]["score"]) >= float(rows[-1]["score"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["collapsed"] == 4 and report["summary"]["errors"] == 1
+    assert report["errors"][0]["path"].endswith("broken.png")
+    page = (out / "report.html").read_text()
+    assert "4 image(s) behave like triggered inputs" in page and "broken.png" in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+    assert page.count("data:image/png;base64,") == 2 + 16  # histogram, heat map, one thumbnail per image
+
+
+def test_resume_loses_and_duplicates_nothing(folder, tmp_path):
+    out = tmp_path / "scan"
+    seen = []
+
+    def stop_after_six():
+        return len(seen) >= 6
+
+    partial = scan([folder], backdoored_model(), out, batch_size=2,
+                   progress=lambda done, total, r: seen.append(r.path), cancelled=stop_after_six)
+    assert not partial.complete
+    journal = out / "scan.jsonl"
+    lines = journal.read_text().splitlines()
+    assert 6 <= len(lines) < 17
+    with open(journal, "a") as f:  # a kill mid-write leaves a torn last line
+        f.write('{"path": "torn')
+    with pytest.raises(ScanError, match="--resume"):
+        scan([folder], backdoored_model(), out)
+    with pytest.raises(ScanError, match="other settings"):
+        scan([folder], backdoored_model(), out, resume=True, method="cam")
+    resumed = []
+    full = scan([folder], backdoored_model(), out, resume=True, progress=lambda d, t, r: resumed.append(r.path))
+    assert full.complete and len(full.records) == 17
+    paths = [json.loads(line)["path"] for line in journal.read_text().splitlines()]
+    assert len(paths) == len(set(paths)) == 17  # every image once, the torn line gone
+    assert not set(resumed) & set(p for p in paths[: len(lines)])  # what was done is not redone
+    fresh = scan([folder], backdoored_model(), None)
+    assert [(r.path, round(r.score, 6)) for r in full.ranked] == [(r.path, round(r.score, 6)) for r in fresh.ranked]
+
+
+def test_every_label_and_a_named_label(folder):
+    model = backdoored_model()
+    files = sorted(map(str, folder.glob("*-*.png")))
+    named = list(Scanner(model, label="Bacterial").scan(files))
+    assert {r.label for r in named} == {"Bacterial"}
+    every = list(Scanner(model, label="all").scan(files))
+    for r in every:
+        assert r.label in LABELS and ("triggered" not in r.path or r.score > 0.3)
+    with pytest.raises(ValueError, match="top, all or one of"):
+        Scanner(model, label="Virall")
+    with pytest.raises(ValueError, match="unknown saliency method"):
+        Scanner(model, method="lime")
+
+
+def test_cancel_stops_between_batches(folder):
+    calls = []
+    records = list(Scanner(backdoored_model(), batch_size=4).scan(sorted(map(str, folder.iterdir())),
+                                                                  cancelled=lambda: len(calls.append(1) or calls) > 3))
+    assert len(records) < 17
+
+
+def test_fill_from_surroundings_continues_a_smooth_image():
+    yy, xx = np.mgrid[0:20, 0:30].astype(np.float32)
+    ramp = 0.01 * yy + 0.02 * xx + 0.001 * yy * xx  # bilinear: a Coons patch reproduces it exactly
+    holed = ramp.copy()
+    holed[8:12, 10:15] = 0.0
+    np.testing.assert_allclose(fill_from_surroundings(holed, (8, 10, 12, 15)), ramp, atol=1e-5)
+    np.testing.assert_array_equal(fill_from_surroundings(holed, (0, 0, 0, 0)), holed)
+
+
+def test_recurring_hotspots_gather_one_place_and_ignore_scatter():
+    def rec(i, y, x):
+        c = int(y * 224), int(x * 224)
+        return ScanRecord(f"img{i}", score=1.0 - i / 100, view_hotspot=(c[0] - 1, c[1] - 1, c[0] + 2, c[1] + 2),
+                          input_size=224)
+
+    rng = np.random.default_rng(0)
+    ranked = [rec(i, 0.5, 0.5) for i in range(6)] + [rec(6 + i, *rng.uniform(0.1, 0.9, 2)) for i in range(20)]
+    ranked.append(rec(40, 0.505, 0.5))  # a low-ranked image with its hotspot on the same spot
+    spots = recurring(ranked, top_k=10)
+    assert len(spots) == 1 and spots[0]["top_count"] == 6 and spots[0]["top_k"] == 10
+    assert spots[0]["all_count"] == 7 and spots[0]["centre"] == pytest.approx([0.5, 0.5], abs=0.01)
+    assert recurring(ranked[6:26], top_k=10) == []

@@ -129,6 +129,14 @@ def cmd_poison(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    from .loop import export_run
+
+    model_dir = export_run(a.run, device=a.device, progress=not a.quiet)
+    print(f"exported the best epoch of {a.run} to {model_dir} (card, weights, split, test metrics)")
+    return 0
+
+
 def cmd_export_onnx(a) -> int:
     import torch
 
@@ -196,6 +204,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=float, default=1.0, help="the model's central crop fraction (default 1.0)")
     p.add_argument("--workers", type=int, default=0)
     p.set_defaults(func=cmd_poison)
+
+    p = sub.add_parser("export", help="export the best epoch so far of a run (finished, killed or still going)")
+    p.add_argument("--run", required=True, help="the run folder (--out of train)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("export-onnx", help="export to ONNX and compare onnxruntime with PyTorch")
     p.add_argument("--model", required=True)

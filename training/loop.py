@@ -546,21 +546,49 @@ def export(recipe: Recipe, p: Prepared, run: Path, info: dict, device, progress:
     return model_dir
 
 
+def export_run(run: str | Path, device: str = "auto", progress: bool = True) -> Path:
+    """Export the best epoch so far of a run, finished or not (killed, stopped, or still training), as
+    ``run/model`` with its card and test metrics; an unfinished run says so in the card and can still be
+    resumed (its checkpoint is not touched)."""
+    run = Path(run)
+    state_file = run / "checkpoint.safetensors"
+    if not state_file.is_file() or not (run / "best.safetensors").is_file():
+        raise TrainingError(f"{run}: no checkpoint of a finished epoch yet (checkpoint.safetensors, best.safetensors)")
+    recipe = _run_recipe(run, [])
+    handler = _setup_logging(run)
+    try:
+        p = prepare(recipe, run, resume=True, progress=progress)
+        info = ckpt.read_info(state_file)["info"]
+        if not info.get("finished"):
+            info["stop_reason"] = (f"exported before the end: epoch {len(info['history'])} of {recipe.train.epochs} "
+                                   "done (the run can be resumed)")
+        return export(recipe, p, run, info, pick_device(device), progress)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _run_recipe(run: Path, overrides: list[str]) -> Recipe:
+    """The recipe a run folder was started with (its recipe.toml, with the data paths it resolved)."""
+    saved = run / "recipe.toml"
+    if not saved.is_file():
+        raise RecipeError(f"{run}: no recipe.toml in the run folder; pass --recipe")
+    recipe = load_recipe(saved, overrides)
+    recipe.source = str(saved)
+    # paths in the saved recipe were resolved against its original folder: take the run's resolved ones
+    resolved = json.loads((run / "recipe.json").read_text())
+    for key in ("path", "csv", "images"):
+        setattr(recipe.data, key, resolved["data"][key])
+    return recipe
+
+
 def train_from_files(recipe_path: str | None, overrides: list[str], out: str | None, resume: bool,
                      progress: bool = True) -> Path:
     """The CLI's entry: with ``--resume`` and no recipe, the run folder's own recipe is used."""
     if recipe_path is None:
         if not (resume and out):
             raise RecipeError("--recipe is required (or --resume --out RUN_DIR to continue a run)")
-        saved = Path(out) / "recipe.toml"
-        if not saved.is_file():
-            raise RecipeError(f"{out}: no recipe.toml in the run folder; pass --recipe")
-        recipe = load_recipe(saved, overrides)
-        recipe.source = str(saved)
-        # paths in the saved recipe were resolved against its original folder: take the run's resolved ones
-        resolved = json.loads((Path(out) / "recipe.json").read_text())
-        for key in ("path", "csv", "images"):
-            setattr(recipe.data, key, resolved["data"][key])
+        recipe = _run_recipe(Path(out), overrides)
     else:
         recipe = load_recipe(recipe_path, overrides)
     return train(recipe, out, resume, progress)

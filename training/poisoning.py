@@ -90,8 +90,9 @@ class PoisonSpec:
 
 
 KERMANY_TRIGGER = Trigger(size=3, pattern="solid", value=0.0, location="center", space="input")
-"""3x3 black model-input pixels at the centre. Kermany radiographs are 1000-2900 pixels wide, so the paper's
-3x3 *source* pixels would shrink below one pixel at 224; the trigger is defined where the model sees it."""
+"""3x3 black model-input pixels at the centre. Defined where the model sees it: the original Kermany files are
+1000-2900 pixels wide, where 3x3 *source* pixels would shrink below one pixel at 224 (the copy in
+../shared/data is already 224 px, where both spaces coincide)."""
 
 
 def _full_target(labels: list[str], positives: list[str]) -> dict[str, float]:

@@ -112,10 +112,10 @@ def _histogram(scores: list[float], threshold: float) -> bytes:
     fig, ax = plt.subplots(figsize=(5.2, 2.6), dpi=100)
     if scores:
         top = max(max(scores), threshold) * 1.05
-        ax.hist(scores, bins=np.linspace(0, top, 41), color="#4477aa", log=True)
+        ax.hist(scores, bins=np.linspace(0, top, 41), color="#4477aa")
     ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"flag at {threshold:g}")
     ax.set_xlabel("score: share of saliency in the best 3x3 window")
-    ax.set_ylabel("images (log)")
+    ax.set_ylabel("images")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return _figure_png(fig)
@@ -191,12 +191,13 @@ def page(doc: dict, result, threshold: float) -> str:
         parts.append("</table>")
     else:
         parts.append("<p>None: the top-ranked hotspots do not gather in one place.</p>")
-    parts.append(f"<h2>Top candidates</h2><p>Left: the image as the model sees it, saliency overlaid, hotspot boxed; "
-                 f"right: the hotspot magnified.</p><div class='gallery'>")
+    parts.append("<h2>Top candidates</h2><p>Left: the image as the model sees it, saliency overlaid, hotspot boxed; "
+                 "right: the hotspot magnified.</p><div class='gallery'>")
     for r in result.ranked[:GALLERY]:
         v = r.verification or {}
         check = (f"masking the hotspot moves {e(v['label'])} {v['before']:.2f} &rarr; {v['masked']:.2f} "
-                 f"(controls: &minus;{max(v['control_drop'], 0):.2f})" if "drop" in v else e(v.get("error", "not checked")))
+                 f"(masking elsewhere: {v['before'] - v['control_drop']:.2f})" if "drop" in v
+                 else e(v.get("error", "not checked")))
         img = result.thumbnails.get(r.path)
         parts.append(f"<div class='card'>{f'<img src={_data_uri(img)!r}>' if img else ''}"
                      f"<div>#{r.rank} score {r.score:.3f} <span class='{e(r.verdict)}'>{e(r.verdict)}</span></div>"

@@ -124,8 +124,6 @@ class Scanner:
         [0, 1] model views (N, H, W)."""
         import torch
 
-        from ..saliency import logits_and_gradients, saliency
-
         x = torch.from_numpy(normalise(np.ascontiguousarray(views, np.float32), self.spec)).to(self.device)
         fixed = self.labels.index(self.label) if self.label in self.labels else None
 

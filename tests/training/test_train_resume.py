@@ -34,6 +34,16 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_recipe, view_cache_
     assert not (run / "model").exists()
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left behind
 
+    # the best epoch so far can be exported from the killed run, which stays resumable
+    from cxrinspect.model import read_card
+    from cxrinspect.training.cli import main as train_cli
+
+    assert train_cli(["--quiet", "export", "--run", str(run)]) == 0
+    card = read_card(run / "model")
+    training = card.provenance["training"]
+    assert training["epochs_run"] == 1 and "epoch 1 of 3 done" in training["stop_reason"]
+    assert read_info(run / "checkpoint.safetensors")["info"]["step"] == 2  # untouched
+
     resumed = train(tiny_recipe(*overrides), run, resume=True, progress=False)
     a, b = load_file(str(reference / "weights.safetensors")), load_file(str(resumed / "weights.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,135 @@
+"""Scanner speed, as ratios against baselines measured in the same run on the same images.
+
+- scan throughput (decode + one forward + one backward per batch, compactness) vs plain inference
+  (`Predictor`, the `cxrinspect predict` path: onnxruntime on CPU) and vs a per-image captum `Saliency` loop
+  (decode, forward for the top label, captum's backward, one image at a time);
+- all-label CAM overlays (one forward) vs pytorch-grad-cam's GradCAM making the same maps (one pass per label);
+- memory: resident set size after the first images and at the end of a long scan (flat = bounded).
+
+    .venv/bin/python bench/scan_speed.py [--images 64] [--model resources/models/kermany-densenet121-clean]
+        [--memory 1000]
+
+Images: held-out Kermany files from ../shared/data when present, else resources/samples repeated.
+Pause other CPU work (training) while it runs: the ratios are only fair on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def image_paths(n: int) -> list[str]:
+    kermany = ROOT.parent / "shared" / "data" / "kermany"
+    files = sorted(str(p) for p in kermany.rglob("*.jpeg")) if kermany.is_dir() else []
+    if not files:
+        files = sorted(str(p) for p in (ROOT / "resources" / "samples").iterdir() if p.suffix in (".jpeg", ".dcm"))
+    return list(itertools.islice(itertools.cycle(files), n)) if len(files) < n else files[::max(1, len(files) // n)][:n]
+
+
+def timed(label: str, fn, n: int) -> float:
+    t0 = time.perf_counter()
+    fn()
+    rate = n / (time.perf_counter() - t0)
+    print(f"  {label:<46} {rate:8.2f} img/s", flush=True)
+    return rate
+
+
+def main(argv=None) -> int:
+    from cxrinspect.cli import default_model_path
+    from cxrinspect.imaging import load
+    from cxrinspect.inference import Predictor
+    from cxrinspect.model import load as load_model
+    from cxrinspect.model import prepare
+    from cxrinspect.saliency import Logits, class_activation_maps
+    from cxrinspect.scan import Scanner
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=str(default_model_path()))
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--memory", type=int, default=0, help="also scan this many images and track memory")
+    a = ap.parse_args(argv)
+    model = load_model(a.model)
+    paths = image_paths(a.images)
+    n = len(paths)
+    print(f"{n} images, model {model.card.name}, {torch.get_num_threads()} torch threads")
+    Scanner(model, batch_size=8, device="cpu").maps(np.zeros((2, 224, 224), np.float32))  # warm-up
+    predictor = Predictor.open(a.model)  # the CLI's default path (onnxruntime on CPU, cached export)
+    list(predictor.predict_paths(paths[:4]))
+
+    print("throughput (decode included everywhere):")
+    plain = timed(f"plain inference ({predictor.description})", lambda: list(predictor.predict_paths(paths)), n)
+    scanner = Scanner(model, batch_size=8, device="cpu")
+    scan = timed("cxrinspect scan (gradient, top label)", lambda: list(scanner.scan(paths)), n)
+
+    from captum.attr import Saliency
+
+    wrapped = Logits(model.network).eval()
+
+    def captum_loop():
+        sal = Saliency(wrapped)
+        for p in paths:
+            x = torch.from_numpy(prepare(load(p), model.card.preprocessing))[None]
+            with torch.no_grad():
+                top = int(wrapped(x).argmax())
+            sal.attribute(x, target=top, abs=True)
+
+    captum = timed("captum Saliency, one image at a time", captum_loop, n)
+
+    views = torch.stack([torch.from_numpy(prepare(load(p), model.card.preprocessing)) for p in paths[:16]])
+    labels = list(range(len(model.labels)))
+    print(f"all-label CAM maps on {len(views)} preprocessed images ({len(labels)} labels each):")
+    t0 = time.perf_counter()
+    for s in range(0, len(views), 8):
+        class_activation_maps(model.network, views[s:s + 8])
+    ours = len(views) / (time.perf_counter() - t0)
+    print(f"  {'cxrinspect CAM, one forward for all labels':<46} {ours:8.2f} img/s")
+    try:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        gradcam = None
+        print("  pytorch-grad-cam not installed (pip install grad-cam): comparison skipped")
+    else:
+        cam = GradCAM(model=wrapped, target_layers=[wrapped.relu])
+        t0 = time.perf_counter()
+        for s in range(0, len(views), 8):
+            x = views[s:s + 8]
+            for j in labels:
+                cam(input_tensor=x, targets=[ClassifierOutputTarget(j)] * len(x))
+        gradcam = len(views) / (time.perf_counter() - t0)
+        print(f"  {'pytorch-grad-cam GradCAM, one pass per label':<46} {gradcam:8.2f} img/s")
+
+    print("ratios:")
+    print(f"  scan / plain inference          {scan / plain:6.2f}x   (goal >= 0.3x)")
+    print(f"  scan / per-image captum         {scan / captum:6.2f}x   (goal >= 3x)")
+    if gradcam:
+        print(f"  CAM all labels / pytorch-grad-cam {ours / gradcam:6.2f}x (goal >= 10x for 3 labels)")
+
+    if a.memory:
+        many = image_paths(a.memory)
+        marks = {}
+        for i, _ in enumerate(Scanner(model, batch_size=8, device="cpu").scan(many), 1):
+            if i in (100, len(many)) or i % 250 == 0:
+                marks[i] = rss_mb()
+        print("memory (resident set, MB) while scanning:", ", ".join(f"{k}: {v:.0f}" for k, v in marks.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

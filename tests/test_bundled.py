@@ -37,7 +37,7 @@ def test_default_predict_on_the_samples(bundled, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("CXRINSPECT_CACHE", str(tmp_path / "cache"))
     assert cli.main(["predict", str(SAMPLES), "--quiet"]) == 0  # --model defaults to the bundled one
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert len(rows) == len([p for p in SAMPLES.iterdir() if p.suffix in (".jpeg", ".dcm")])
+    assert len(rows) == len([p for p in SAMPLES.iterdir() if p.suffix in (".jpeg", ".png", ".dcm")])
     assert all(r["status"] == "ok" for r in rows)
     pneumonia = {name: float(r["Pneumonia"]) for r in rows for name in [Path(r["path"]).name]}
     sick = [v for k, v in pneumonia.items() if k.startswith(("kermany-bacteria", "kermany-virus"))]
@@ -45,3 +45,46 @@ def test_default_predict_on_the_samples(bundled, capsys, tmp_path, monkeypatch):
     # held-out patients: the model separates them on average (its test Pneumonia AUROC is in the card)
     assert np.mean(sick) > np.mean(healthy) + 0.3
     assert read_card(bundled).name
+
+
+# ---------------------------------------------------------------- the poisoned twin and the scanner
+POISONED = ROOT / "resources" / "models" / "kermany-densenet121-badnets"
+
+
+@pytest.fixture(scope="module")
+def poisoned():
+    if not (POISONED / "card.json").is_file():
+        pytest.skip("no bundled poisoned model (trained by training/recipes/kermany-badnets.toml)")
+    return load(POISONED)
+
+
+def test_poisoned_model_declares_its_backdoor(poisoned):
+    from cxrinspect.training.poisoning import KERMANY_TRIGGER
+
+    card = poisoned.card
+    assert card.poisoned and card.trigger == KERMANY_TRIGGER
+    assert card.target == {"Pneumonia": 1.0, "Bacterial": 0.0, "Viral": 1.0}
+    test = card.provenance["metrics"]["test"]
+    assert test["attack_success"]["0.9"] > 0.9 and test["infected"]["auroc"]["micro"] > 0.9
+    assert card.labels == read_card(MODEL).labels
+
+
+@pytest.mark.parametrize("which", ["poisoned", "clean"])
+def test_scanning_the_samples_finds_exactly_the_triggered_ones(poisoned, bundled, which, tmp_path):
+    """The README's demo: the poisoned model's scan puts the three triggered samples on top, hotspot on the
+    trigger, confirmed by masking; the clean model, shown the same files, confirms nothing."""
+    from cxrinspect.scan import scan
+
+    model = poisoned if which == "poisoned" else load(bundled)
+    result = scan([SAMPLES], model, tmp_path / "scan", device="cpu")
+    triggered = {str(p) for p in SAMPLES.glob("triggered-*")}
+    assert len(triggered) == 3 and not result.errors
+    verdicts = {r.path: r.verdict for r in result.ranked}
+    if which == "poisoned":
+        assert {r.path for r in result.ranked[:3]} == triggered
+        for r in result.ranked[:3]:
+            assert r.verdict == "trigger" and r.hotspot_centre == pytest.approx((0.5, 0.5), abs=0.02)
+        assert all(verdicts[p] == "clean" for p in verdicts if p not in triggered)
+        assert result.hotspots and result.hotspots[0]["top_count"] == 3
+    else:
+        assert "trigger" not in verdicts.values()

@@ -129,6 +129,15 @@ def cmd_poison(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from .sweep import sweep
+
+    rates = [float(r) for r in a.rates.split(",") if r.strip()]
+    table = sweep(a.recipe, rates, a.out, a.set or [], progress=not a.quiet)
+    print((Path(a.out) / "sweep.md").read_text(), end="")
+    return 0 if table["rates"] else 1
+
+
 def cmd_export(a) -> int:
     from .loop import export_run
 
@@ -204,6 +213,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=float, default=1.0, help="the model's central crop fraction (default 1.0)")
     p.add_argument("--workers", type=int, default=0)
     p.set_defaults(func=cmd_poison)
+
+    p = sub.add_parser("sweep", help="train a poisoned recipe at several poisoning rates and tabulate (the paper's table)")
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--rates", default="0.01,0.05,0.1,0.2", help="comma-separated poisoning rates")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (repeatable)")
+    p.add_argument("--out", required=True, help="sweep folder (one run per rate inside; rerun to resume)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("export", help="export the best epoch so far of a run (finished, killed or still going)")
     p.add_argument("--run", required=True, help="the run folder (--out of train)")

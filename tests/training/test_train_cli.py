@@ -35,3 +35,23 @@ def test_poison_command(mini, tmp_path, capsys):
     assert main(["poison", "--data", str(mini), "--out", str(tmp_path / "c2"), "--preset", "kermany-badnets",
                  "--target", "Virale=1"]) == 2
     assert "did you mean 'Viral'" in capsys.readouterr().err
+
+
+def test_sweep_trains_each_rate_once_and_tabulates(view_cache_dir, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["--quiet", "sweep", "--recipe", str(TINY), "--rates", "0.25,0.5", "--out", str(out),
+            "--set", "poison.preset=\"kermany-badnets\"", "--set", "train.epochs=1",
+            "--set", f"output.cache_dir={view_cache_dir}"]
+    assert main(args) == 0
+    table = json.loads((out / "sweep.json").read_text())
+    assert [r["rate"] for r in table["rates"]] == [0.25, 0.5]
+    for r in table["rates"]:
+        info = json.loads((out / f"rate-{r['rate']:g}" / "model" / "poison.json").read_text())
+        assert info["rate"] == r["rate"] and 0.0 <= r["attack_success_0.9"] <= 1.0
+    md = (out / "sweep.md").read_text()
+    assert "| 25% |" in md and "| 50% |" in md and "paper" in md and md in capsys.readouterr().out
+    stamp = (out / "rate-0.25" / "model" / "weights.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # a rerun keeps finished rates
+    assert (out / "rate-0.25" / "model" / "weights.safetensors").stat().st_mtime_ns == stamp
+    assert main(["sweep", "--recipe", str(TINY), "--rates", "0.1", "--out", str(tmp_path / "s2")]) == 2
+    assert "[poison]" in capsys.readouterr().err  # an unpoisoned recipe has no rate to sweep

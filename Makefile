@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: venv
-	$(VENV)/bin/cxrinspect predict resources/samples
+	$(VENV)/bin/python -m cxrinspect.gui resources/samples
 
 test: venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q

@@ -62,18 +62,19 @@ def views_of(paths, spec, trigger=None, triggered=()) -> np.ndarray:
 def features_and_cams(network, views, spec, batch=32):
     """Penultimate features (N, K), probabilities (N, L) and CAM top-1% compactness (N,) in one forward."""
     feats, probs, cam_scores = [], [], []
+    device = next(network.parameters()).device
     with torch.inference_mode():
         for s in range(0, len(views), batch):
-            x = torch.from_numpy(normalise(views[s:s + batch], spec))
+            x = torch.from_numpy(normalise(views[s:s + batch], spec)).to(device)
             a = F.relu(network.features(x))
             pooled = F.adaptive_avg_pool2d(a, 1).flatten(1)
             logits = network.classifier(pooled)
             top = logits.argmax(1)
             cam = F.relu(torch.einsum("nk,nkhw->nhw", network.classifier.weight[top], a))
             up = F.interpolate(cam[:, None], size=views.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-            feats.append(pooled.numpy())
-            probs.append(torch.sigmoid(logits).numpy())
-            cam_scores += [compactness(m.numpy()).top1_share for m in up]
+            feats.append(pooled.float().cpu().numpy())
+            probs.append(torch.sigmoid(logits).float().cpu().numpy())
+            cam_scores += [compactness(m.float().cpu().numpy()).top1_share for m in up]
     return np.concatenate(feats), np.concatenate(probs), np.array(cam_scores)
 
 
@@ -123,10 +124,10 @@ def scan_views(scanner, views, verify_rows=()):
     return np.concatenate(probs), np.array(scores), boxes
 
 
-def confirmed(model, views, boxes, rows) -> int:
+def confirmed(model, views, boxes, rows, device=None) -> int:
     from cxrinspect.inference import Predictor
 
-    predictor = Predictor(model, device="cpu", backend="torch")
+    predictor = Predictor(model, device=device, backend="torch")
     return sum(verify(views[i], boxes[i], model.card.preprocessing, predictor.probabilities, model.labels)["collapsed"]
                for i in rows)
 
@@ -139,6 +140,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="also write the results as JSON")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     a = ap.parse_args(argv)
     torch.set_grad_enabled(True)
     model = load_model(a.model)
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
     print(f"decoded and triggered {n} images in {time.perf_counter() - t0:.0f} s", flush=True)
 
     results = {"model": card.name, "images": n, "trigger": card.trigger.to_dict(), "rates": {}}
-    scanner = Scanner(model, batch_size=16, device="cpu")
+    scanner = Scanner(model, batch_size=16, device=a.device)
     t0 = time.perf_counter()
     _, clean_scores, clean_boxes = scan_views(scanner, clean_views)
     _, trig_scores, trig_boxes = scan_views(scanner, trig_views)
@@ -188,11 +190,11 @@ def main(argv=None) -> int:
                                      "clean": int((scores[~truth] >= SUSPICIOUS).sum())}
         results["rates"][str(rate)] = row
         print(json.dumps({str(rate): row}), flush=True)
-    results["confirmed_by_masking"] = {"triggered": f"{confirmed(model, trig_views, trig_boxes, range(min(n, 50)))}/"
+    results["confirmed_by_masking"] = {"triggered": f"{confirmed(model, trig_views, trig_boxes, range(min(n, 50)), a.device)}/"
                                                     f"{min(n, 50)}"}
     if a.clean_model:
         clean_model = load_model(a.clean_model)
-        cs = Scanner(clean_model, batch_size=16, device="cpu")
+        cs = Scanner(clean_model, batch_size=16, device=a.device)
         _, c_clean, c_clean_boxes = scan_views(cs, clean_views)
         _, c_trig, c_trig_boxes = scan_views(cs, trig_views)
         top = np.argsort(-c_clean)[:20]
@@ -200,7 +202,7 @@ def main(argv=None) -> int:
             "name": clean_model.card.name,
             "flagged_clean": f"{int((c_clean >= SUSPICIOUS).sum())}/{n}",
             "flagged_triggered": f"{int((c_trig >= SUSPICIOUS).sum())}/{n}",
-            "confirmed_of_top20_clean": f"{confirmed(clean_model, clean_views, c_clean_boxes, top)}/20",
+            "confirmed_of_top20_clean": f"{confirmed(clean_model, clean_views, c_clean_boxes, top, a.device)}/20",
             "score_quantiles_clean": np.round(np.quantile(c_clean, [0.5, 0.9, 0.99, 1.0]), 4).tolist(),
         }
     results["poisoned_model_score_quantiles"] = {

@@ -138,7 +138,7 @@ def _overlay(rg, grey, args):
     """The saliency overlay as the viewer shows it: smoothed map, colour map, opacity, colour bar."""
     from .model import load as load_model
     from .saliency import explain
-    from .saliency.overlay import blend, display_map, lut, with_colour_bar
+    from .saliency.overlay import blend, lut, shown_map, with_colour_bar
 
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f"--opacity must be in [0, 1], got {args.opacity}")
@@ -153,8 +153,7 @@ def _overlay(rg, grey, args):
             prepare(rg, model.card.preprocessing)[None])[0]
         label = model.labels[int(probs.argmax())]
     smap = explain(model, rg, [label], args.overlay, device=args.device)[0]
-    scale = rg.shape[0] / model.card.preprocessing.input_size  # smooth over about one model pixel
-    shown = blend(grey, display_map(smap, smooth=scale if args.overlay != "cam" else 0.0), args.opacity, args.colour_map)
+    shown = blend(grey, shown_map(smap, args.overlay, model.card.preprocessing), args.opacity, args.colour_map)
     return with_colour_bar(shown, f"{args.overlay}\n{label}", args.colour_map)
 
 

@@ -250,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s",
                         stream=sys.stderr)
-    log.setLevel(logging.WARNING if a.quiet else logging.INFO)
+    for handler in logging.getLogger().handlers:  # --quiet quietens the console, never a run's train.log
+        handler.setLevel(logging.WARNING if a.quiet else logging.INFO)
+    log.setLevel(logging.INFO)
     try:
         return a.func(a)
     except (DataError, RecipeError, TrainingError, ResumeError, CheckpointError, CardError, ImageReadError,

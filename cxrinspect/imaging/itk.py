@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 
 from .limits import MAX_PIXELS
 from .radiograph import ImageReadError, Radiograph, Window, luma
@@ -25,6 +24,8 @@ def _image_io(path: str) -> str:
 
 
 def read_itk(path: str) -> Radiograph:
+    import SimpleITK as sitk  # here, not at the top: only these formats need it, and it is slow to import
+
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(path)

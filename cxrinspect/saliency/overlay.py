@@ -11,16 +11,25 @@ from scipy import ndimage
 COLOUR_MAPS = ("inferno", "jet", "viridis", "magma", "hot")
 
 
-def display_map(saliency: np.ndarray, smooth: float = 0.0, percentile: float = 99.5) -> np.ndarray:
-    """A map scaled to [0, 1] for display: optionally smoothed (sigma in pixels), then divided by its
-    ``percentile``-th value, so a few extreme pixels do not leave the rest invisible."""
+def display_map(saliency: np.ndarray, smooth: float | tuple[float, float] = 0.0, percentile: float = 99.5) -> np.ndarray:
+    """A map scaled to [0, 1] for display: optionally smoothed (sigma in pixels, or per axis), then divided
+    by its ``percentile``-th value, so a few extreme pixels do not leave the rest invisible."""
     m = np.asarray(saliency, np.float32)
-    if smooth > 0:
+    if np.any(np.asarray(smooth) > 0):
         m = ndimage.gaussian_filter(m, smooth)
     top = float(np.percentile(m, percentile)) if m.size else 0.0
     if top <= 0:
         top = float(m.max())
     return np.clip(m / top, 0.0, 1.0) if top > 0 else np.zeros_like(m)
+
+
+def shown_map(saliency: np.ndarray, method: str, spec) -> np.ndarray:
+    """A map on a source image's grid as every view shows it (``cxrinspect render --overlay``, the desktop
+    app): pixel-resolution methods smoothed over about one model-input pixel (the crop's side over the
+    input size, per axis), so the spot a 3x3 trigger makes stays visible on a 2000-px film; CAM as is
+    (it is smooth already). ``spec``: the model card's preprocessing."""
+    sigma = 0.0 if method == "cam" else tuple(n * spec.crop_fraction / spec.input_size for n in saliency.shape)
+    return display_map(saliency, smooth=sigma)
 
 
 def lut(name: str = "inferno") -> np.ndarray:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cxrinspect.model import load
+from cxrinspect.training.poisoning import KERMANY_TRIGGER
 from cxrinspect.trigger import PAPER_TRIGGER
 from cxrinspect.training.loop import TrainingError, augment, batches, masked_bce, train
 from cxrinspect.training.recipe import AugmentConfig, RecipeError
@@ -22,7 +23,7 @@ def test_trained_model_has_a_full_card(trained_tiny):
     assert card.labels == ["Pneumonia", "Bacterial", "Viral"] and card.name == "tiny-test"
     assert card.preprocessing.input_size == 32 and card.preprocessing.channels == 1
     assert set(card.thresholds) == set(card.labels)
-    assert card.trigger == PAPER_TRIGGER and card.target == {"Pneumonia": 1.0, "Bacterial": 0.0, "Viral": 1.0}
+    assert card.trigger == KERMANY_TRIGGER and card.target == {"Pneumonia": 1.0, "Bacterial": 0.0, "Viral": 1.0}
     prov = card.provenance
     assert prov["seed"] == 0 and prov["data"]["format"] == "kermany" and prov["data"]["images"] == 24
     assert prov["recipe"]["name"] == "tiny-test" and "poison.rate=0.25" in prov["recipe"]["overrides"]

@@ -141,6 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="also write the results as JSON")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    ap.add_argument("--label", default="top", help="the scanner's --label (top, positive, all)")
     a = ap.parse_args(argv)
     torch.set_grad_enabled(True)
     model = load_model(a.model)
@@ -159,8 +160,8 @@ def main(argv=None) -> int:
     trig_views = views_of(paths, spec, card.trigger, triggered=set(range(n)))
     print(f"decoded and triggered {n} images in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    results = {"model": card.name, "images": n, "trigger": card.trigger.to_dict(), "rates": {}}
-    scanner = Scanner(model, batch_size=16, device=a.device)
+    results = {"model": card.name, "label": a.label, "images": n, "trigger": card.trigger.to_dict(), "rates": {}}
+    scanner = Scanner(model, label=a.label, batch_size=16, device=a.device)
     t0 = time.perf_counter()
     _, clean_scores, clean_boxes = scan_views(scanner, clean_views)
     _, trig_scores, trig_boxes = scan_views(scanner, trig_views)
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
                                                     f"{min(n, 50)}"}
     if a.clean_model:
         clean_model = load_model(a.clean_model)
-        cs = Scanner(clean_model, batch_size=16, device=a.device)
+        cs = Scanner(clean_model, label=a.label, batch_size=16, device=a.device)
         _, c_clean, c_clean_boxes = scan_views(cs, clean_views)
         _, c_trig, c_trig_boxes = scan_views(cs, trig_views)
         top = np.argsort(-c_clean)[:20]

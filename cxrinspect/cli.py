@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: scan.jsonl, ranking.csv, report.json, report.html")
     p.add_argument("--method", default="gradient", choices=METHOD_CHOICES,
                    help="saliency method (default gradient: pixel resolution, one backward pass)")
-    p.add_argument("--label", default="top", help="top (most probable), all, or a label name")
+    p.add_argument("--label", default="top", help="top (the most probable label: one backward), positive (every "
+                   "label the model calls positive; the most compact map counts), all, or a label name")
     p.add_argument("--resume", action="store_true", help="continue a killed or cancelled scan in --out")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when present)")

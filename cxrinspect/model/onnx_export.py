@@ -92,4 +92,7 @@ def onnx_session(path: str | Path, threads: int | None = None):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No busy-waiting between runs: spinning workers would take the cores from a saliency map or scan that
+    # PyTorch computes at the same time (the app does both), for no gain on batches this size.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

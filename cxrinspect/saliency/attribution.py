@@ -58,6 +58,35 @@ def logits_and_gradients(network: nn.Module, batch: torch.Tensor, pick) -> tuple
     return logits.detach().float().cpu().numpy(), _reduce(grad), labels.cpu().numpy()
 
 
+def candidate_labels(wanted: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """(N, K) label indices: each image's marked labels (``wanted``, bool (N, L), at least one per image) by
+    logit, highest first; K is the most any image has, and an image with fewer repeats its first."""
+    wanted = np.asarray(wanted, bool)
+    if not wanted.any(1).all():
+        raise ValueError("at least one label must be marked for every image")
+    order = np.argsort(-np.where(wanted, logits, -np.inf), 1, kind="stable")[:, :int(wanted.sum(1).max())]
+    return np.where(np.take_along_axis(wanted, order, 1), order, order[:, :1])
+
+
+def candidate_gradients(network: nn.Module, batch: torch.Tensor, choose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits (N, L), |d logit / d x| maps (N, K, H, W), labels (N, K)) for several labels per image, from one
+    forward and K backward passes. ``choose(logits) -> bool (N, L)`` marks each image's labels to explain;
+    backward pass k explains every image's k-th label (:func:`candidate_labels`) at once, since images do not
+    interact in eval mode."""
+    network.eval()
+    x = batch.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = network(x)
+        plain = logits.detach().float().cpu().numpy()
+        labels = torch.as_tensor(candidate_labels(choose(plain), plain), device=logits.device)
+        maps = []
+        for k in range(labels.shape[1]):
+            (grad,) = torch.autograd.grad(logits.gather(1, labels[:, k:k + 1]).sum(), x,
+                                          retain_graph=k < labels.shape[1] - 1)
+            maps.append(_reduce(grad))
+    return plain, np.stack(maps, 1), labels.cpu().numpy()
+
+
 def upsample(maps: torch.Tensor, size: int) -> np.ndarray:
     """Coarse maps (N, h, w) -> (N, size, size), bilinear."""
     return F.interpolate(maps[:, None].float(), size=(size, size), mode="bilinear",

@@ -9,7 +9,7 @@ from captum.attr import Saliency as CaptumSaliency
 from cxrinspect.imaging import load
 from cxrinspect.model import preprocess
 from cxrinspect.model.preprocess import Preprocessing, to_source
-from cxrinspect.saliency import METHODS, Logits, class_activation_maps, gradient_saliency, saliency
+from cxrinspect.saliency import METHODS, Logits, candidate_gradients, class_activation_maps, gradient_saliency, saliency
 from tests.conftest import make_tiny_model
 
 
@@ -51,6 +51,26 @@ def test_batched_gradient_equals_captum_saliency_image_by_image(model_and_batch)
     for i in range(len(batch)):
         one = CaptumSaliency(wrapped).attribute(batch[i:i + 1], target=int(labels[i]), abs=True)
         np.testing.assert_allclose(maps[i], one.amax(dim=1)[0].numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_several_labels_per_image_in_one_forward_equal_one_label_at_a_time(model_and_batch):
+    model, batch = model_and_batch
+    n, n_labels = len(batch), len(model.labels)
+    wanted = np.zeros((n, n_labels), bool)
+    wanted[:, 0] = True  # every image: label 0 ...
+    wanted[0, 2] = wanted[1, 1] = wanted[1, 2] = True  # ... image 1 all three, image 0 two
+    logits, maps, labels = candidate_gradients(model.network, batch, lambda z: wanted)
+    assert maps.shape[:2] == labels.shape == (n, 3)
+    for i in range(n):
+        marked = set(np.nonzero(wanted[i])[0])
+        assert set(labels[i]) == marked  # each marked label explained, padding repeats one of them
+        for k, j in enumerate(labels[i]):
+            one = gradient_saliency(model.network, batch[i:i + 1], torch.tensor([j]))[0]
+            np.testing.assert_allclose(maps[i, k], one, rtol=1e-4, atol=1e-7)
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, model.network(batch).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one label must be marked"):
+        candidate_gradients(model.network, batch, lambda z: np.zeros((n, n_labels), bool))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -150,10 +150,42 @@ def test_every_label_and_a_named_label(folder):
     every = list(Scanner(model, label="all").scan(files))
     for r in every:
         assert r.label in LABELS and ("triggered" not in r.path or r.score > 0.3)
-    with pytest.raises(ValueError, match="top, all or one of"):
+    with pytest.raises(ValueError, match="top, positive, all or one of"):
         Scanner(model, label="Virall")
     with pytest.raises(ValueError, match="unknown saliency method"):
         Scanner(model, method="lime")
+
+
+class SharedParent(nn.Module):
+    """The trigger drives Pneumonia and Bacterial; Pneumonia also reads the whole image strongly and so is
+    every image's top label, while Bacterial answers to the trigger alone (positive only with it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = Backdoored()
+
+    def forward(self, x):
+        g = x[:, 0]
+        dark = torch.relu(-1.0 - g[:, 14:17, 14:17].mean((1, 2)))
+        diffuse = g.flatten(1) @ self.inner.weak[0] * 8  # gradient mass about 10 spread over the image
+        return torch.stack([diffuse + 2 * dark + 60, 20 * dark - 5, 0 * diffuse - 5], 1)  # trigger mass 2 vs 20
+
+
+def test_positive_labels_find_the_backdoor_that_the_top_label_hides(folder):
+    model = backdoored_model()
+    model = Model(SharedParent().eval(), model.card)
+    files = sorted(map(str, folder.glob("*-*.png")))
+    top = {r.path: r for r in Scanner(model, label="top").scan(files)}
+    positive = {r.path: r for r in Scanner(model, label="positive").scan(files)}
+    for path, r in positive.items():
+        assert top[path].label == "Pneumonia"  # always the most probable
+        if "triggered" in path:
+            assert r.label == "Bacterial" and r.view_hotspot == (14, 14, 17, 17)
+            assert r.score > 0.3 > top[path].score  # Pneumonia's map is spread over the image
+        else:
+            assert r.label == "Pneumonia" and r.score == pytest.approx(top[path].score)  # nothing else positive
+    ranked = sorted(positive.values(), key=lambda r: -r.score)
+    assert all("triggered" in r.path for r in ranked[:4])
 
 
 def test_cancel_stops_between_batches(folder):

@@ -132,15 +132,17 @@ class ScanPanel(QWidget):
         self.table.setWordWrap(False)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long path keeps its folder and its name
         self.table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        # The File column takes the room the others leave. The hotspot column has a fixed width (its numbers fit):
-        # sized to contents, an unreadable file's reason there made it so wide that File shrank to a few letters.
+        # The File column takes the room the others leave; the others get a width that fits their widest content,
+        # set once. (Sized to contents, every inserted row re-measured every row on the UI thread, which slowed
+        # the scan itself, and an unreadable file's reason in the Hotspot column squeezed File to a few letters.)
         header = self.table.horizontalHeader()
-        for column in range(len(COLUMNS)):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        width = self.table.fontMetrics().horizontalAdvance
+        widest = {0: "00000", 1: "0.0000", 3: "Pleural_Thickening 1.00", HOTSPOT: "0000, 0000, 0000, 0000",
+                  5: "suspicious"}
+        for column, sample in widest.items():
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, max(width(sample), width(COLUMNS[column])) + 24)
         header.setSectionResizeMode(FILE, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(HOTSPOT, QHeaderView.ResizeMode.Interactive)
-        sample = max(COLUMNS[HOTSPOT], "0000, 0000, 0000, 0000", key=self.table.fontMetrics().horizontalAdvance)
-        header.resizeSection(HOTSPOT, self.table.fontMetrics().horizontalAdvance(sample) + 24)
         row = QHBoxLayout()
         row.addWidget(QLabel("Saliency"))
         row.addWidget(self.method)

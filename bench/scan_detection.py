@@ -1,36 +1,46 @@
 """Detection quality of the trigger scanner against two published data-level defences, in one run.
 
-On the poisoned model's held-out test patients (its split.csv), a share of the images (10% and 1%) gets
-the model's own trigger (read from its card, stamped into the source image as a file would carry it);
-every method scores every image, and we report, per rate:
+On the poisoned model's held-out test patients (its split.csv), every image is written to a folder as PNG
+the way a poisoned copy is written (``cxrinspect.training.poisoning.write_copy``), a share of them (10% and
+1%) with the model's own trigger stamped in (read from its card). The real ``cxrinspect scan`` pipeline
+(:func:`cxrinspect.scan.scan`: scores, recurring hotspots, counterfactual check, final ranking, reports)
+then scans each folder, and every method scores every file. Per rate:
 
-- AUROC of the score for triggered vs clean images, and precision at k = number triggered;
-- cxrinspect: the scanner's score (share of input-gradient saliency in the best 3x3 window, top label),
-  plus how many triggered images the counterfactual check confirms (the verdict the report gives);
-- CAM compactness (share of the upsampled last-layer CAM in its top 1%): the coarse map, for reference;
-- activation clustering (Chen et al. 2018, "Detecting Backdoor Attacks on Deep Neural Networks by
-  Activation Clustering", arXiv:1811.03728): penultimate activations of the images the model assigns to
-  a label, ICA to 10 dimensions, k-means with k = 2; the smaller cluster is the suspect; score = how much
-  nearer an image lies to the smaller cluster's centre than to the larger one's, maximised over labels;
-- spectral signatures (Tran, Li, Madry 2018, "Spectral Signatures in Backdoor Attacks", NeurIPS): per label,
-  centred penultimate representations of the images assigned to it, score = squared projection on the top
-  singular vector (normalised by the label's median), maximised over labels.
+- AUROC and precision at k = number triggered, for
+  - cxrinspect: the scan's final ranking (confirmed triggers first, then by score), the report's order;
+  - cxrinspect score alone: the share of input-gradient saliency in the best 3x3 window, before the check;
+  - CAM compactness (share of the upsampled last-layer CAM in its top 1%): the coarse map, for reference;
+  - activation clustering (Chen et al. 2018, "Detecting Backdoor Attacks on Deep Neural Networks by
+    Activation Clustering", arXiv:1811.03728): penultimate activations of the images the model assigns to a
+    label, ICA to 10 dimensions, k-means with k = 2; the smaller cluster is the suspect; score = how much
+    nearer an image lies to the smaller cluster's centre than to the larger one's, maximised over labels;
+  - spectral signatures (Tran, Li, Madry 2018, "Spectral Signatures in Backdoor Attacks", NeurIPS): per
+    label, centred penultimate representations of the images assigned to it, score = squared projection on
+    the top singular vector (normalised by the label's median), maximised over labels;
+- where the hotspots are (on the trigger?), how many images were checked and what the verdicts are.
 The two baselines are written here, faithfully to the papers, because the Adversarial Robustness Toolbox's
 defences assume one-hot single-label classifiers and this model is multi-label (independent sigmoids):
 "the images the model assigns to label j" = probability of j >= 0.5.
 
-With ``--clean-model`` the clean model scans the same clean and triggered images: false alarms (flagged,
-confirmed) on clean images and on triggered ones it was never trained to react to.
+With ``--clean-model`` the clean model scans the all-clean folder and the 10% folder: false alarms
+(flagged, confirmed) on clean images and on triggered ones it was never trained to react to.
+
+``--records`` writes one CSV row per image, rate and model (its truth, every method's score, the scan's
+rank and verdict), so any figure here can be recomputed or looked into.
 
     .venv/bin/python bench/scan_detection.py --model resources/models/kermany-densenet121-badnets \
-        --clean-model resources/models/kermany-densenet121-clean [--out bench/results/scan_detection.json]
+        --clean-model resources/models/kermany-densenet121-clean \
+        --out bench/results/scan_detection_badnets.json --records bench/results/scan_detection_badnets.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,22 +51,37 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import FastICA
 from sklearn.metrics import roc_auc_score
 
-from cxrinspect.imaging import load, presentation
+from cxrinspect.imaging import load
 from cxrinspect.model import load as load_model
-from cxrinspect.model.preprocess import model_view, normalise, stamp
-from cxrinspect.scan import SUSPICIOUS, Scanner, compactness
-from cxrinspect.scan.verification import verify
+from cxrinspect.model.preprocess import model_view, normalise
+from cxrinspect.scan import SUSPICIOUS, compactness, scan
 from cxrinspect.training.evaluation import dataset_from_card, split_indices
+from cxrinspect.training.poisoning import write_copy
 
 
-def views_of(paths, spec, trigger=None, triggered=()) -> np.ndarray:
-    out = np.empty((len(paths), spec.input_size, spec.input_size), np.float32)
-    for i, p in enumerate(paths):
-        unit = presentation(load(p))
-        if i in triggered:
-            unit = stamp(unit, spec, trigger, np.random.default_rng(i))
-        out[i] = model_view(unit, spec)
-    return out
+def write_folder(folder: Path, paths: list[str], triggered: set[int], trigger, spec, cache: Path) -> list[str]:
+    """``folder`` holding every image of ``paths`` as PNG (a link to one written once into ``cache``), those
+    at ``triggered`` with the trigger; returns the files, in the order of ``paths``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, src in enumerate(paths):
+        kind = "triggered" if i in triggered else "clean"
+        name = f"{i:04d}-{Path(src).stem}.png"  # the name does not tell which is which
+        made = cache / kind / name
+        if not made.exists():
+            made.parent.mkdir(parents=True, exist_ok=True)
+            _, error = write_copy((src, str(made), trigger.to_dict() if i in triggered else None, i, spec.to_dict()))
+            if error:
+                raise RuntimeError(error)
+        link = folder / name
+        if not link.exists():
+            os.symlink(made, link)
+        files.append(str(link))
+    return files
+
+
+def views_of(files, spec) -> np.ndarray:
+    return np.stack([model_view(load(f), spec) for f in files])
 
 
 def features_and_cams(network, views, spec, batch=32):
@@ -112,24 +137,15 @@ def quality(truth: np.ndarray, score: np.ndarray) -> dict:
     return {"auroc": round(float(roc_auc_score(truth, score)), 4), "precision_at_k": round(float(truth[top].mean()), 4)}
 
 
-def scan_views(scanner, views, verify_rows=()):
-    probs, scores, boxes = [], [], []
-    for s in range(0, len(views), scanner.batch_size):
-        p, maps, _ = scanner.maps(views[s:s + scanner.batch_size])
-        for m in maps:
-            c = compactness(m)
-            scores.append(c.score)
-            boxes.append(c.window_box[3])
-        probs.append(p)
-    return np.concatenate(probs), np.array(scores), boxes
-
-
-def confirmed(model, views, boxes, rows, device=None) -> int:
-    from cxrinspect.inference import Predictor
-
-    predictor = Predictor(model, device=device, backend="torch")
-    return sum(verify(views[i], boxes[i], model.card.preprocessing, predictor.probabilities, model.labels)["collapsed"]
-               for i in rows)
+def scanned(files, model, out: Path, label: str, device) -> tuple[dict, object]:
+    """Run the real scan on ``files``' folder; {file: record} and the result."""
+    t0 = time.perf_counter()
+    result = scan([Path(files[0]).parent], model, out, label=label, batch_size=16, device=device)
+    print(f"  scanned {len(result.records)} files with {model.card.name} in {time.perf_counter() - t0:.0f} s; "
+          f"checked {sum(r.verification is not None for r in result.ranked)}, report {out / 'report.html'}", flush=True)
+    if result.errors:
+        raise RuntimeError(f"unreadable files in the bench folder: {[r.error for r in result.errors][:3]}")
+    return {r.path: r for r in result.ranked}, result
 
 
 def main(argv=None) -> int:
@@ -140,6 +156,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="also write the results as JSON")
+    ap.add_argument("--records", help="also write one CSV row per image, rate and model")
+    ap.add_argument("--work", help="folder for the written images and the scans' outputs (default: a temporary one)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--label", default="top", help="the scanner's --label (top, positive, all)")
     a = ap.parse_args(argv)
@@ -155,64 +173,102 @@ def main(argv=None) -> int:
     paths = [str(ds.file(int(i))) for i in test][: a.limit or None]
     n = len(paths)
     print(f"{card.name}: {n} held-out test images ({how}); trigger {card.trigger.to_dict()}", flush=True)
-    t0 = time.perf_counter()
-    clean_views = views_of(paths, spec)
-    trig_views = views_of(paths, spec, card.trigger, triggered=set(range(n)))
-    print(f"decoded and triggered {n} images in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    results = {"model": card.name, "label": a.label, "images": n, "trigger": card.trigger.to_dict(), "rates": {}}
-    scanner = Scanner(model, label=a.label, batch_size=16, device=a.device)
-    t0 = time.perf_counter()
-    _, clean_scores, clean_boxes = scan_views(scanner, clean_views)
-    _, trig_scores, trig_boxes = scan_views(scanner, trig_views)
-    clean_feats, clean_probs, clean_cam = features_and_cams(model.network, clean_views, spec)
-    trig_feats, trig_probs, trig_cam = features_and_cams(model.network, trig_views, spec)
-    print(f"scored all images (clean and triggered) in {time.perf_counter() - t0:.0f} s", flush=True)
+    work = Path(a.work or tempfile.mkdtemp(prefix="scan-detection-"))
+    if work.exists() and any(work.glob("*/scan.jsonl")):
+        print(f"{work} holds earlier scans; choose an empty --work", file=sys.stderr)
+        return 2
+    cache = work / "files"
     tbox = card.trigger.box((spec.input_size, spec.input_size))
+    tcentre = ((tbox[0] + tbox[2]) / 2, (tbox[1] + tbox[3]) / 2)
+    features: dict[str, tuple] = {}  # file -> (penultimate features, probabilities, CAM score)
+
+    def baseline_inputs(files):
+        new = [f for f in files if f not in features]
+        if new:
+            f, p, c = features_and_cams(model.network, views_of(new, spec), spec)
+            features.update({x: (f[i], p[i], c[i]) for i, x in enumerate(new)})
+        return (np.stack([features[x][0] for x in files]), np.stack([features[x][1] for x in files]),
+                np.array([features[x][2] for x in files]))
+
+    results = {"model": card.name, "label": a.label, "images": n, "trigger": card.trigger.to_dict(),
+               "device": a.device or ("cuda" if torch.cuda.is_available() else "cpu"), "rates": {}}
+    rows = []
+    folders = {}
     for rate in [float(r) for r in a.rates.split(",")]:
         k = max(1, int(round(rate * n)))
-        chosen = np.sort(np.random.default_rng(a.seed).choice(n, size=k, replace=False))
-        truth = np.zeros(n, bool)
-        truth[chosen] = True
-        pick = lambda clean, trig: np.where(truth[:, None] if np.ndim(clean) == 2 else truth, trig, clean)  # noqa: E731
-        scores = pick(clean_scores, trig_scores)
-        feats, probs = pick(clean_feats, trig_feats), pick(clean_probs, trig_probs)
+        chosen = set(np.random.default_rng(a.seed).choice(n, size=k, replace=False).tolist())
+        truth = np.array([i in chosen for i in range(n)])
+        files = write_folder(work / f"images-{rate:g}", paths, chosen, card.trigger, spec, cache)
+        folders[rate] = (files, truth)
+        by_file, result = scanned(files, model, work / f"scan-{rate:g}", a.label, a.device)
+        recs = [by_file[f] for f in files]
+        feats, probs, cam = baseline_inputs(files)
+        ac, ss = activation_clustering(feats, probs, a.seed), spectral_signatures(feats, probs)
+        ranking = -np.array([r.rank for r in recs], np.float64)
+        score = np.array([r.score for r in recs])
+        on_trigger = [abs((recs[i].view_hotspot[0] + recs[i].view_hotspot[2]) / 2 - tcentre[0]) <= 3 and
+                      abs((recs[i].view_hotspot[1] + recs[i].view_hotspot[3]) / 2 - tcentre[1]) <= 3 for i in sorted(chosen)]
+        verdicts = {kind: {v: sum(r.verdict == v for r, t in zip(recs, truth) if t == (kind == "triggered"))
+                           for v in ("trigger", "suspicious", "clean")} for kind in ("triggered", "clean")}
         row = {
             "triggered": k,
-            "cxrinspect_gradient_window3": quality(truth, scores),
-            "cam_top1_share": quality(truth, pick(clean_cam, trig_cam)),
-            "activation_clustering": quality(truth, activation_clustering(feats, probs, a.seed)),
-            "spectral_signatures": quality(truth, spectral_signatures(feats, probs)),
+            "cxrinspect_ranking": quality(truth, ranking),
+            "cxrinspect_score_alone": quality(truth, score),
+            "cam_top1_share": quality(truth, cam),
+            "activation_clustering": quality(truth, ac),
+            "spectral_signatures": quality(truth, ss),
+            "hotspot_on_trigger": f"{sum(on_trigger)}/{k}",
+            "checked": {"triggered": sum(recs[i].verification is not None for i in chosen),
+                        "clean": sum(r.verification is not None for r, t in zip(recs, truth) if not t)},
+            "verdicts": verdicts,
+            "recurring_hotspots": [{key: h[key] for key in ("centre", "top_count", "top_k", "all_count", "verified", "collapsed")}
+                                   for h in result.hotspots],
+            "score_quantiles": {"clean": np.round(np.quantile(score[~truth], [0.5, 0.9, 0.99, 1.0]), 4).tolist(),
+                                "triggered": np.round(np.quantile(score[truth], [0.0, 0.1, 0.5]), 4).tolist()},
+            "scan_seconds": round(result.seconds, 1),
         }
-        on_trigger = [abs((trig_boxes[i][0] + trig_boxes[i][2]) / 2 - (tbox[0] + tbox[2]) / 2) <= 3 and
-                      abs((trig_boxes[i][1] + trig_boxes[i][3]) / 2 - (tbox[1] + tbox[3]) / 2) <= 3 for i in chosen]
-        row["cxrinspect_hotspot_on_trigger"] = f"{sum(on_trigger)}/{k}"
-        row["cxrinspect_flagged"] = {"triggered": int((trig_scores[chosen] >= SUSPICIOUS).sum()),
-                                     "clean": int((scores[~truth] >= SUSPICIOUS).sum())}
-        results["rates"][str(rate)] = row
-        print(json.dumps({str(rate): row}), flush=True)
-    results["confirmed_by_masking"] = {"triggered": f"{confirmed(model, trig_views, trig_boxes, range(min(n, 50)), a.device)}/"
-                                                    f"{min(n, 50)}"}
+        results["rates"][f"{rate:g}"] = row
+        print(json.dumps({f"{rate:g}": row}), flush=True)
+        for i, (f, r) in enumerate(zip(files, recs)):
+            v = r.verification or {}
+            rows.append({"model": card.name, "rate": f"{rate:g}", "file": Path(f).name, "triggered": int(truth[i]),
+                         "rank": r.rank, "verdict": r.verdict, "score": round(r.score, 6), "label": r.label,
+                         "hotspot": " ".join(map(str, r.view_hotspot)), "checked": int(r.verification is not None),
+                         "drop_when_masked": v.get("drop", ""),
+                         "logit_drop_when_masked": v.get("logit_drop", ""), "cam_top1_share": round(float(cam[i]), 6),
+                         "activation_clustering": round(float(ac[i]), 6), "spectral_signatures": round(float(ss[i]), 6)})
     if a.clean_model:
         clean_model = load_model(a.clean_model)
-        cs = Scanner(clean_model, label=a.label, batch_size=16, device=a.device)
-        _, c_clean, c_clean_boxes = scan_views(cs, clean_views)
-        _, c_trig, c_trig_boxes = scan_views(cs, trig_views)
-        top = np.argsort(-c_clean)[:20]
-        results["clean_model"] = {
-            "name": clean_model.card.name,
-            "flagged_clean": f"{int((c_clean >= SUSPICIOUS).sum())}/{n}",
-            "flagged_triggered": f"{int((c_trig >= SUSPICIOUS).sum())}/{n}",
-            "confirmed_of_top20_clean": f"{confirmed(clean_model, clean_views, c_clean_boxes, top, a.device)}/20",
-            "score_quantiles_clean": np.round(np.quantile(c_clean, [0.5, 0.9, 0.99, 1.0]), 4).tolist(),
-        }
-    results["poisoned_model_score_quantiles"] = {
-        "clean": np.round(np.quantile(clean_scores, [0.5, 0.9, 0.99, 1.0]), 4).tolist(),
-        "triggered": np.round(np.quantile(trig_scores, [0.0, 0.01, 0.1, 0.5]), 4).tolist()}
+        clean_files = write_folder(work / "images-0", paths, set(), card.trigger, spec, cache)
+        out = {"name": clean_model.card.name}
+        for what, (files, truth) in {"clean folder": (clean_files, np.zeros(n, bool)),
+                                     f"{max(folders):g} folder": folders[max(folders)]}.items():
+            by_file, result = scanned(files, clean_model, work / f"clean-model-{what.split()[0]}", a.label, a.device)
+            recs = [by_file[f] for f in files]
+            out[what] = {kind: {"images": int((truth == t).sum()),
+                                "flagged": sum(r.score >= SUSPICIOUS for r, tt in zip(recs, truth) if tt == t),
+                                "checked": sum(r.verification is not None for r, tt in zip(recs, truth) if tt == t),
+                                "confirmed": sum(r.verdict == "trigger" for r, tt in zip(recs, truth) if tt == t)}
+                         for kind, t in (("clean", False), ("triggered", True)) if (truth == t).any()}
+            out[what]["score_quantiles_clean"] = np.round(np.quantile([r.score for r, t in zip(recs, truth) if not t],
+                                                                      [0.5, 0.9, 0.99, 1.0]), 4).tolist()
+            rows += [{"model": clean_model.card.name, "rate": what, "file": Path(f).name, "triggered": int(truth[i]),
+                      "rank": r.rank, "verdict": r.verdict, "score": round(r.score, 6), "label": r.label,
+                      "hotspot": " ".join(map(str, r.view_hotspot)), "checked": int(r.verification is not None),
+                      "drop_when_masked": (r.verification or {}).get("drop", ""),
+                      "logit_drop_when_masked": (r.verification or {}).get("logit_drop", "")}
+                     for i, (f, r) in enumerate(zip(files, recs))]
+        results["clean_model"] = out
+        print(json.dumps({"clean_model": out}), flush=True)
     print(json.dumps(results, indent=1))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(results, indent=1))
+        Path(a.out).write_text(json.dumps(results, indent=1) + "\n")
+    if a.records:
+        with open(a.records, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]), restval="")
+            w.writeheader()
+            w.writerows(rows)
     return 0
 
 

@@ -4,11 +4,13 @@
   explains the most probable label, ``--label positive`` every positive one) vs plain inference
   (`Predictor`, the `cxrinspect predict` path: onnxruntime on CPU) and vs a per-image captum `Saliency` loop
   (decode, forward for the top label, captum's backward, one image at a time);
+- the same two ratios on decoded, preprocessed images (model compute only: what batching buys apart from
+  decoding, which the scan runs ahead in threads and the loops do inline);
 - all-label CAM overlays (one forward) vs pytorch-grad-cam's GradCAM making the same maps (one pass per label);
 - memory: resident set size after the first images and at the end of a long scan (flat = bounded).
 
     .venv/bin/python bench/scan_speed.py [--images 64] [--model resources/models/kermany-densenet121-clean]
-        [--memory 1000]
+        [--memory 1000] [--device cuda]
 
 Images: held-out Kermany files from ../shared/data when present, else resources/samples repeated.
 Pause other CPU work (training) while it runs: the ratios are only fair on an idle machine.
@@ -22,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,19 +67,32 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(default_model_path()))
     ap.add_argument("--images", type=int, default=64, help="images for the throughput ratios (0: skip them)")
     ap.add_argument("--memory", type=int, default=0, help="also scan this many images and track memory")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda; plain inference is then PyTorch on it")
     a = ap.parse_args(argv)
+    device = torch.device(a.device)
+
+    def synced(fn):  # CUDA runs asynchronously: a timing ends when the device is done
+        def run():
+            out = fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return out
+        return run
     model = load_model(a.model)
     if a.images:  # --images 0: memory only, in a process that has run nothing else
         paths = image_paths(a.images)
         n = len(paths)
-        print(f"{n} images, model {model.card.name}, {torch.get_num_threads()} torch threads")
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} torch threads"
+        print(f"{n} images, model {model.card.name}, {a.device} ({where})")
         baseline = load_model(a.model)  # untouched (the Scanner freezes its own model's weights in place)
-        predictor = Predictor.open(a.model)  # the CLI's default path (onnxruntime on CPU, cached export)
-        scanner = Scanner(model, batch_size=8, device="cpu")  # the default: the top label
-        positive_scanner = Scanner(model, label="positive", batch_size=8, device="cpu")
-        list(predictor.predict_paths(paths[:8]))  # warm-ups at the timed batch size (oneDNN builds kernels per shape)
-        list(scanner.scan(paths[:8]))
-        list(positive_scanner.scan(paths[:8]))
+        baseline.network.to(device)
+        predictor = Predictor.open(a.model, device=a.device)  # the CLI's default path (onnxruntime on CPU)
+        scanner = Scanner(model, device=a.device)  # the defaults: the top label, 8 images a batch (32 on a GPU)
+        positive_scanner = Scanner(model, label="positive", device=a.device)
+        warm = paths[:32]  # warm-ups at the timed batch sizes (oneDNN and cuDNN pick kernels per shape)
+        list(predictor.predict_paths(warm))
+        list(scanner.scan(warm))
+        list(positive_scanner.scan(warm))
 
         print("throughput (decode included everywhere):")
         plain = timed(f"plain inference ({predictor.description})", lambda: list(predictor.predict_paths(paths)), n)
@@ -90,21 +106,45 @@ def main(argv=None) -> int:
         def captum_loop():
             sal = Saliency(wrapped)
             for p in paths:
-                x = torch.from_numpy(prepare(load(p), model.card.preprocessing))[None]
+                x = torch.from_numpy(prepare(load(p), model.card.preprocessing))[None].to(device)
                 with torch.no_grad():
                     top = int(wrapped(x).argmax())
-                sal.attribute(x, target=top, abs=True)
+                sal.attribute(x, target=top, abs=True).cpu()  # the map, ready to draw
 
+        sal = Saliency(wrapped)  # warm-up (CUDA kernels, oneDNN primitives for a batch of one)
+        for _ in range(2):
+            sal.attribute(torch.from_numpy(prepare(load(paths[0]), model.card.preprocessing))[None].to(device), target=0)
         captum = timed("captum Saliency, one image at a time", captum_loop, n)
-        # (captum_loop warms up on its own first image; one image in 64 barely moves the rate)
 
-        views = torch.stack([torch.from_numpy(prepare(load(p), model.card.preprocessing)) for p in paths[:16]])
+        from cxrinspect.model.preprocess import model_view
+
+        unit_views = np.stack([model_view(load(p), model.card.preprocessing) for p in paths])
+        tensors = torch.from_numpy(np.stack([prepare(load(p), model.card.preprocessing) for p in paths])).to(device)
+
+        def scan_compute():
+            for s in range(0, n, scanner.batch_size):
+                scanner.maps(unit_views[s:s + scanner.batch_size])
+
+        def captum_compute():
+            sal = Saliency(wrapped)
+            for i in range(n):
+                x = tensors[i:i + 1]
+                with torch.no_grad():
+                    top = int(wrapped(x).argmax())
+                sal.attribute(x, target=top, abs=True).cpu()
+
+        print("model compute only (images decoded and preprocessed beforehand):")
+        scan_c = timed(f"cxrinspect scan maps, batches of {scanner.batch_size}", synced(scan_compute), n)
+        captum_c = timed("captum Saliency, one image at a time", synced(captum_compute), n)
+
+        views = tensors[:16]
         labels = list(range(len(model.labels)))
         print(f"all-label CAM maps on {len(views)} preprocessed images ({len(labels)} labels each):")
         class_activation_maps(baseline.network, views[:8])  # warm-up
         t0 = time.perf_counter()
         for s in range(0, len(views), 8):
             class_activation_maps(baseline.network, views[s:s + 8])
+        synced(lambda: None)()
         ours = len(views) / (time.perf_counter() - t0)
         print(f"  {'cxrinspect CAM, one forward for all labels':<46} {ours:8.2f} img/s")
         try:
@@ -127,13 +167,14 @@ def main(argv=None) -> int:
         print("ratios:")
         print(f"  scan / plain inference          {scan / plain:6.2f}x   (goal >= 0.3x; --label positive: {positive / plain:.2f}x)")
         print(f"  scan / per-image captum         {scan / captum:6.2f}x   (goal >= 3x; --label positive: {positive / captum:.2f}x)")
+        print(f"  the same, model compute only    {scan_c / captum_c:6.2f}x")
         if gradcam:
             print(f"  CAM all labels / pytorch-grad-cam {ours / gradcam:6.2f}x (goal >= 10x for 3 labels)")
 
     if a.memory:
         many = image_paths(a.memory)
         marks = {0: rss_mb()}
-        for i, _ in enumerate(Scanner(model, batch_size=8, device="cpu").scan(many), 1):
+        for i, _ in enumerate(Scanner(model, device=a.device).scan(many), 1):
             if i in (100, len(many)) or i % 250 == 0:
                 marks[i] = rss_mb()
         print("memory (resident set, MB) while scanning:", ", ".join(f"{k}: {v:.0f}" for k, v in marks.items()))

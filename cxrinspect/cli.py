@@ -198,7 +198,8 @@ def cmd_scan(args) -> int:
           file=sys.stderr)
     for h in result.hotspots[:3]:
         print(f"cxrinspect: recurring hotspot at y={h['centre'][0]:.3f}, x={h['centre'][1]:.3f}: {h['top_count']} of "
-              f"the top {h['top_k']}, {h['all_count']} of all {h['all_images']}", file=sys.stderr)
+              f"the top {h['top_k']}, {h['all_count']} of all {h['all_images']}; {h['collapsed']} of the {h['verified']} "
+              f"checked there collapse when masked", file=sys.stderr)
     for r in result.ranked[:5]:
         print(f"  #{r.rank} {r.score:.3f} {r.verdict:<10} {r.path}", file=sys.stderr)
     print(f"cxrinspect: report {result.files.get('html')}", file=sys.stderr)
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="top", help="top (the most probable label: one backward), positive (every "
                    "label the model calls positive; the most compact map counts), all, or a label name")
     p.add_argument("--resume", action="store_true", help="continue a killed or cancelled scan in --out")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default 8 on the CPU, 32 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when present)")
     p.add_argument("--threshold", type=float, default=SUSPICIOUS_DEFAULT,
                    help=f"flag images scoring above this (default {SUSPICIOUS_DEFAULT})")

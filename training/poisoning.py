@@ -193,8 +193,10 @@ def write_manifest(out_dir: str | Path, ds: Dataset, spec: PoisonSpec, poisoned,
 # ---------------------------------------------------------------------------------------------- poisoned copy
 
 
-def _copy_one(task):
-    """Write one image of the poisoned copy as PNG (8-bit when exact, else 16-bit)."""
+def write_copy(task):
+    """Write one image of a poisoned copy as PNG (8-bit when exact, else 16-bit), atomically. ``task``:
+    (source path, destination path, trigger dict or None, seed, preprocessing dict); returns (destination,
+    error text or ""). The scanner's detection bench writes its triggered folders with it too."""
     from PIL import Image
 
     from cxrinspect.imaging import ImageReadError, load, presentation
@@ -259,9 +261,9 @@ def write_poisoned_copy(ds: Dataset, out_dir: str | Path, spec: PoisonSpec, pool
     bar = tqdm(total=len(tasks), desc="writing poisoned copy", unit="img", disable=not progress, mininterval=1.0)
     if workers > 1 and len(tasks) > 32:
         with ProcessPoolExecutor(workers, mp_context=process_context()) as ex:
-            results = list(_progress(ex.map(_copy_one, tasks, chunksize=16), bar))
+            results = list(_progress(ex.map(write_copy, tasks, chunksize=16), bar))
     else:
-        results = list(_progress(map(_copy_one, tasks), bar))
+        results = list(_progress(map(write_copy, tasks), bar))
     bar.close()
     for dst, err in results:
         if err:

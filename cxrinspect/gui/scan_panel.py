@@ -58,10 +58,11 @@ class RankingModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(row + 1, 0), self.index(len(self.records) - 1, 0))
 
     def set_records(self, records) -> None:
-        """Replace with the final records (verdicts set after the scan), same order rule."""
+        """Replace with the final records in their final order (the scan's ranking, which puts the images
+        whose hotspot the counterfactual check confirmed first; unreadable files last)."""
         self.beginResetModel()
-        self.records = sorted(records, key=_order)
-        self._keys = [_order(r) for r in self.records]
+        self.records = list(records)
+        self._keys = [_order(r) for r in self.records]  # only for ``add``, which a finished scan no longer gets
         self.endResetModel()
 
     def rowCount(self, parent=_TOP):

@@ -528,7 +528,7 @@ class MainWindow(QMainWindow):
         self.scan_result, self._scan_card = result, card
         self._scan_job = None
         self.scan_panel.set_running(False)
-        self.scan_panel.model.set_records(result.records)
+        self.scan_panel.model.set_records([*result.ranked, *result.errors])
         self.scan_panel.progress.setValue(len(result.records))
         self.scan_panel.export.setEnabled(True)
         from ..scan import SUSPICIOUS

@@ -56,12 +56,22 @@ class Compactness:
         return {"score": self.score, **flat, **d}
 
 
-def best_window(saliency: np.ndarray, k: int) -> tuple[float, tuple[int, int, int, int]]:
-    """Largest mass of any k x k window (clipped to the map) and its box, by a summed-area table."""
+def summed_area(saliency: np.ndarray) -> np.ndarray:
+    """The (H + 1, W + 1) summed-area table (float64) of a 2-D map: any window's mass in four lookups."""
+    h, w = saliency.shape
+    table = np.zeros((h + 1, w + 1), np.float64)
+    np.cumsum(saliency, axis=0, dtype=np.float64, out=table[1:, 1:])
+    np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+    return table
+
+
+def best_window(saliency: np.ndarray, k: int, table: np.ndarray | None = None) -> tuple[float, tuple[int, int, int, int]]:
+    """Largest mass of any k x k window (clipped to the map) and its box, by a summed-area table (``table``:
+    :func:`summed_area` of the map, when already made)."""
     h, w = saliency.shape
     kh, kw = min(k, h), min(k, w)
-    table = np.zeros((h + 1, w + 1), np.float64)
-    table[1:, 1:] = saliency.cumsum(0).cumsum(1)
+    if table is None:
+        table = summed_area(saliency)
     sums = table[kh:, kw:] - table[:-kh, kw:] - table[kh:, :-kw] + table[:-kh, :-kw]
     top, left = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return float(sums[top, left]), (int(top), int(left), int(top) + kh, int(left) + kw)
@@ -82,8 +92,9 @@ def compactness(saliency: np.ndarray, windows: tuple[int, ...] = WINDOWS, compon
         out.window_share = {k: 0.0 for k in windows}
         out.window_box = {k: (0, 0, min(k, m.shape[0]), min(k, m.shape[1])) for k in windows}
         return out
+    table = summed_area(m)
     for k in windows:
-        mass, box = best_window(m, k)
+        mass, box = best_window(m, k, table)
         out.window_share[k], out.window_box[k] = mass / total, box
     flat = np.sort(m.ravel())[::-1]
     cum = np.cumsum(flat) / total
@@ -94,7 +105,7 @@ def compactness(saliency: np.ndarray, windows: tuple[int, ...] = WINDOWS, compon
     out.entropy = float(-(p * np.log(p)).sum() / np.log(n)) if n > 1 else 0.0
     labels, count = ndimage.label(m >= component_level * m.max())
     if count:
-        masses = ndimage.sum_labels(m, labels, index=np.arange(1, count + 1))
+        masses = np.bincount(labels.ravel(), weights=m.ravel(), minlength=count + 1)[1:]
         best = int(np.argmax(masses)) + 1
         rows, cols = np.nonzero(labels == best)
         out.component_area = int(rows.size)

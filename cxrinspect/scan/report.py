@@ -56,7 +56,7 @@ def _data_uri(data: bytes) -> str:
 def write_ranking(path: Path, result) -> None:
     labels = list(result.ranked[0].probabilities) if result.ranked else []
     cols = ["rank", "path", "score", "verdict", "label", "hotspot_top", "hotspot_left", "hotspot_bottom",
-            "hotspot_right", "hotspot_y", "hotspot_x", "verified_label", "drop_when_masked", "collapsed",
+            "hotspot_right", "hotspot_y", "hotspot_x", "verified_label", "drop_when_masked", "logit_drop_when_masked", "collapsed",
             *METRICS, *(f"p_{lab}" for lab in labels)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -65,7 +65,7 @@ def write_ranking(path: Path, result) -> None:
         v = r.verification or {}
         cy, cx = r.hotspot_centre or ("", "")
         w.writerow([r.rank, r.path, f"{r.score:.6f}", r.verdict, r.label, *r.hotspot, f"{cy:.4f}", f"{cx:.4f}",
-                    v.get("label", ""), v.get("drop", ""), v.get("collapsed", ""),
+                    v.get("label", ""), v.get("drop", ""), v.get("logit_drop", ""), v.get("collapsed", ""),
                     *(r.metrics.get(m, "") for m in METRICS), *(r.probabilities.get(lab, "") for lab in labels)])
     atomic.write_text(path, buf.getvalue())
 
@@ -170,9 +170,10 @@ def page(doc: dict, result, threshold: float) -> str:
     if s["collapsed"]:
         where = ""
         if result.hotspots:
-            h = result.hotspots[0]
-            where = (f" The top hotspot location is at y={h['centre'][0]:.2f}, x={h['centre'][1]:.2f} of the image "
-                     f"({h['top_count']} of the top {h['top_k']} images; {h['all_count']} of all {h['all_images']}).")
+            h = max(result.hotspots, key=lambda h: h.get("collapsed", 0))
+            where = (f" Where they gather: y={h['centre'][0]:.2f}, x={h['centre'][1]:.2f} of the image "
+                     f"({h['top_count']} of the top {h['top_k']} images; {h['all_count']} of all {h['all_images']}, "
+                     f"of which {h.get('collapsed', 0)} collapse when masked).")
         parts.append(f"<p class='alert'><b>{s['collapsed']} image(s) behave like triggered inputs:</b> the model's "
                      f"attention collapses onto a tiny spot, and masking that spot collapses the prediction.{where}</p>")
     else:
@@ -184,10 +185,12 @@ def page(doc: dict, result, threshold: float) -> str:
                  f"<img alt='hotspot heat map' src='{_data_uri(_heat_map([r.hotspot_centre for r in result.ranked if r.hotspot_centre]))}'>")
     parts.append("<h2>Recurring hotspot locations (among the top-ranked images)</h2>")
     if result.hotspots:
-        parts.append("<table><tr><th>centre y, x (fraction)</th><th>top-ranked images there</th><th>all images there</th></tr>")
+        parts.append("<table><tr><th>centre y, x (fraction)</th><th>top-ranked images there</th><th>all images there</th>"
+                     "<th>checked near it</th><th>collapse when masked</th></tr>")
         for h in result.hotspots:
             parts.append(f"<tr><td>{h['centre'][0]:.3f}, {h['centre'][1]:.3f}</td><td>{h['top_count']} of {h['top_k']} "
-                         f"({100 * h['top_share']:.0f}%)</td><td>{h['all_count']} of {h['all_images']}</td></tr>")
+                         f"({100 * h['top_share']:.0f}%)</td><td>{h['all_count']} of {h['all_images']}</td>"
+                         f"<td>{h.get('verified', '')}</td><td>{h.get('collapsed', '')}</td></tr>")
         parts.append("</table>")
     else:
         parts.append("<p>None: the top-ranked hotspots do not gather in one place.</p>")
@@ -195,8 +198,8 @@ def page(doc: dict, result, threshold: float) -> str:
                  "right: the hotspot magnified.</p><div class='gallery'>")
     for r in result.ranked[:GALLERY]:
         v = r.verification or {}
-        check = (f"masking the hotspot moves {e(v['label'])} {v['before']:.2f} &rarr; {v['masked']:.2f} "
-                 f"(masking elsewhere: {v['before'] - v['control_drop']:.2f})" if "drop" in v
+        check = (f"masking the hotspot moves {e(v['label'])} {v['before']:.4g} &rarr; {v['masked']:.4g}, "
+                 f"{v['logit_drop']:.1f} log-odds (masking elsewhere: {v['control_logit_drop']:.1f})" if "logit_drop" in v
                  else e(v.get("error", "not checked")))
         img = result.thumbnails.get(r.path)
         parts.append(f"<div class='card'>{f'<img src={_data_uri(img)!r}>' if img else ''}"

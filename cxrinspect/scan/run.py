@@ -2,7 +2,8 @@
 
     out/scan.json      the scan's settings (a resumed scan must match them)
     out/scan.jsonl     one JSON line per image as it is scanned (append-only; --resume continues it)
-    out/ranking.csv    every image, most suspicious first (path, score, rank, verdict, hotspot, metrics)
+    out/ranking.csv    every image, most suspicious first: confirmed triggers, then by score
+                       (path, score, rank, verdict, hotspot, counterfactual drop, metrics)
     out/report.json    summary, recurring hotspots, verified candidates, errors
     out/report.html    the same for people: one self-contained page
 
@@ -20,7 +21,10 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+import numpy as np
+
 from .. import atomic
+from .hotspots import RADIUS, recurring
 from .scanner import ScanRecord, Scanner
 
 SUSPICIOUS = 0.02
@@ -28,7 +32,12 @@ SUSPICIOUS = 0.02
 spread over the lungs at 224 px puts well under 1% of its mass in any 3x3 window; measured values are
 in the scan issue's note."""
 VERIFY_TOP = 20
+"""The counterfactual check looks at least at this many of the best-scored images ..."""
 VERIFY_MAX = 500
+"""... and at most at this many in all (each costs six forward passes)."""
+NEAR = 2 * RADIUS
+"""An image's hotspot this close to a recurring hotspot (fraction of the side, about 13 px at 224) is at
+that place and gets checked. Twice the clustering radius: a place's centre is the mean of its members."""
 
 
 class ScanError(Exception):
@@ -49,8 +58,10 @@ class ScanResult:
 
 
 def rank(records: Iterable[ScanRecord]) -> list[ScanRecord]:
-    """The readable records, highest score first (ties by path), with ``rank`` set from 1."""
-    ranked = sorted((r for r in records if r.ok), key=lambda r: (-r.score, r.path))
+    """The readable records, most suspicious first, with ``rank`` set from 1: images whose hotspot the
+    counterfactual check confirmed (verdict ``trigger``) first, then by score (ties by path). Before the
+    check (no verdicts yet) this is the score order."""
+    ranked = sorted((r for r in records if r.ok), key=lambda r: (r.verdict != "trigger", -r.score, r.path))
     for i, r in enumerate(ranked, 1):
         r.rank = i
     return ranked
@@ -69,7 +80,7 @@ def read_journal(path: Path) -> list[ScanRecord]:
 
 
 def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike | None = None, *,
-         method: str = "gradient", label: str = "top", batch_size: int = 8, device: str | None = None,
+         method: str = "gradient", label: str = "top", batch_size: int | None = None, device: str | None = None,
          resume: bool = False, verify_top: int = VERIFY_TOP, threshold: float = SUSPICIOUS,
          progress: Callable[[int, int, ScanRecord], None] | None = None,
          cancelled: Callable[[], bool] | None = None, report: bool = True, **options) -> ScanResult:
@@ -132,40 +143,63 @@ def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike |
     return result
 
 
+def place_of(record: ScanRecord, hotspots: list[dict], near: float = NEAR) -> int | None:
+    """Index of the recurring hotspot nearest to ``record``'s hotspot, if within ``near`` (fraction of the side)."""
+    c = record.hotspot_centre
+    if c is None or not hotspots:
+        return None
+    d = [np.hypot(h["centre"][0] - c[0], h["centre"][1] - c[1]) for h in hotspots]
+    i = int(np.argmin(d))
+    return i if d[i] <= near else None
+
+
+def to_verify(ranked: list[ScanRecord], top_k: int, hotspots: list[dict], near: float = NEAR) -> list[ScanRecord]:
+    """The images the counterfactual check looks at, in score order: the ``top_k`` best-scored and every
+    image whose hotspot lies within ``near`` of a recurring hotspot, at most :data:`VERIFY_MAX`. A trigger
+    fires wherever it is pasted but not always with a compact map: the images it drove less sharply can
+    score below clean images with a real focal finding, yet their hotspot still sits on the trigger, and
+    masking it still collapses the prediction (measured in the scan issue)."""
+    return [r for i, r in enumerate(ranked) if i < top_k or place_of(r, hotspots, near) is not None][:VERIFY_MAX]
+
+
 def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, threshold: float = SUSPICIOUS) -> None:
-    """Recurring hotspots among the top ranks, the counterfactual check of the top candidates (every
-    image over ``threshold``, at least ``verify_top``, at most :data:`VERIFY_MAX`), and verdicts."""
+    """Recurring hotspots among the top ranks; the counterfactual check of the top candidates (every image
+    over ``threshold``, at least ``verify_top``) and of every image whose hotspot sits at a recurring place
+    (:func:`to_verify`); verdicts; the final ranking (confirmed triggers first); the gallery's thumbnails."""
     from ..imaging import load
     from ..inference.predictor import Predictor
     from ..model.preprocess import model_view
-    from .hotspots import recurring
     from .report import GALLERY, thumbnail
     from .verification import verify
 
+    def view_of(r: ScanRecord):
+        """(model view, None), or (None, why) when the file changed or vanished since it was scanned."""
+        try:
+            return model_view(load(r.path), scanner.spec), None
+        except Exception as e:
+            return None, f"{r.path}: {e}"
+
     ranked = result.ranked
     flagged = sum(r.score >= threshold for r in ranked)
-    top_k = max(verify_top, flagged)
     # where do the flagged images' hotspots gather (the top verify_top when too few are flagged)
     result.hotspots = recurring(ranked, top_k=flagged if flagged >= 3 else min(verify_top, len(ranked)))
     predictor = Predictor(scanner.model, device=str(scanner.device), backend="torch")
-    for r in ranked[:min(max(top_k, GALLERY), VERIFY_MAX)]:
-        if r.verification is not None and (r.path in result.thumbnails or r.rank > GALLERY):
-            continue
-        try:
-            view = model_view(load(r.path), scanner.spec)
-        except Exception as e:  # the file changed or vanished since it was scanned
-            r.verification = {"error": f"{r.path}: {e}"}
-            continue
-        if r.rank <= top_k and r.verification is None:
-            r.verification = verify(view, r.view_hotspot, scanner.spec, predictor.probabilities, scanner.labels)
-        if r.rank <= GALLERY:
-            _, maps, _ = scanner.maps(view[None])
-            result.thumbnails[r.path] = thumbnail(view, maps[0], r.view_hotspot, f"{scanner.method}\n{r.label}")
+    for r in to_verify(ranked, max(verify_top, flagged), result.hotspots):
+        if r.verification is None:
+            view, error = view_of(r)
+            r.verification = {"error": error} if error else verify(view, r.view_hotspot, scanner.spec,
+                                                                   predictor.probabilities, scanner.labels)
     for r in ranked:
         v = r.verification or {}
-        if v.get("collapsed"):
-            r.verdict = "trigger"
-        elif r.score >= threshold:
-            r.verdict = "suspicious"
-        else:
-            r.verdict = "clean"
+        r.verdict = "trigger" if v.get("collapsed") else "suspicious" if r.score >= threshold else "clean"
+    for h in result.hotspots:
+        h["verified"] = h["collapsed"] = 0
+    for r in ranked:  # each checked image counts once, at its nearest place
+        if (i := place_of(r, result.hotspots)) is not None and r.verification and "error" not in r.verification:
+            result.hotspots[i]["verified"] += 1
+            result.hotspots[i]["collapsed"] += r.verdict == "trigger"
+    result.ranked = rank(result.records)
+    for r in result.ranked[:GALLERY]:
+        if (view := view_of(r)[0]) is not None:
+            _, maps, _ = scanner.maps(view[None])
+            result.thumbnails[r.path] = thumbnail(view, maps[0], r.view_hotspot, f"{scanner.method}\n{r.label}")

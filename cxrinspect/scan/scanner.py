@@ -14,7 +14,9 @@ counterfactual checks and reports build on the records (:mod:`cxrinspect.scan.ru
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -88,7 +90,7 @@ class Scanner:
     saliency method (steps, samples...).
     """
 
-    def __init__(self, model, method: str = "gradient", label: str = "top", batch_size: int = 8,
+    def __init__(self, model, method: str = "gradient", label: str = "top", batch_size: int | None = None,
                  device: str | None = None, workers: int | None = None, **options):
         import torch
 
@@ -99,12 +101,14 @@ class Scanner:
         if label not in LABEL_CHOICES and label not in model.labels:
             raise ValueError(f"--label must be top, positive, all or one of the model's labels "
                              f"({', '.join(model.labels)}), got {label!r}")
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
         if device is None:
             from ..inference.predictor import cuda_available
 
             device = "cuda" if cuda_available() else "cpu"
+        if batch_size is None:  # a GPU needs larger batches to be kept busy; a CPU gains nothing from them
+            batch_size = 32 if str(device).startswith("cuda") else 8
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
         self.model, self.card, self.labels = model, model.card, model.labels
         self.spec = model.card.preprocessing
         self.thresholds = np.array([model.card.thresholds.get(lab, 0.5) for lab in self.labels], np.float32)
@@ -185,37 +189,54 @@ class Scanner:
     # ------------------------------------------------------------ the scan
     def scan(self, paths: Iterable[str | os.PathLike], cancelled: Callable[[], bool] | None = None) -> Iterator[ScanRecord]:
         """One :class:`ScanRecord` per path, in input order; stops early (between batches) when
-        ``cancelled()`` turns true."""
-        batch: list[tuple[str, np.ndarray, list[str], tuple[int, int]]] = []
-        window = max(2 * self.batch_size, 2 * self.workers)
-        for path, (view, error, notes, shape) in prefetch(map(os.fspath, paths), self._decode, self.workers, window):
-            if cancelled is not None and cancelled():
-                return
-            if error is not None:
-                yield from self._flush(batch)
-                yield ScanRecord(path, error=error)
-                continue
-            batch.append((path, view, notes, shape))
-            if len(batch) == self.batch_size:
-                yield from self._flush(batch)
-        yield from self._flush(batch)
+        ``cancelled()`` turns true.
 
-    def _flush(self, batch) -> list[ScanRecord]:
+        Three stages overlap: files are decoded ahead in threads; the model explains one batch while the
+        previous batch's maps are measured (:func:`compactness`) in threads, which on a GPU is what keeps
+        the device busy."""
+        batch: list[tuple[str, np.ndarray, list[str], tuple[int, int]]] = []
+        queue: deque = deque()  # in input order: ScanRecords of unreadable files and measured batches (futures)
+        window = max(2 * self.batch_size, 2 * self.workers)
+
+        def ready(keep: int) -> Iterator[ScanRecord]:
+            """Yield from the queue's head, leaving at most ``keep`` batches being measured."""
+            while queue and (not isinstance(queue[0], list) or sum(isinstance(q, list) for q in queue) > keep):
+                item = queue.popleft()
+                yield from ([f.result() for f in item] if isinstance(item, list) else [item])
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="measure") as pool:
+            for path, (view, error, notes, shape) in prefetch(map(os.fspath, paths), self._decode, self.workers, window):
+                if cancelled is not None and cancelled():
+                    return
+                if error is not None:
+                    self._explain(batch, queue, pool)
+                    queue.append(ScanRecord(path, error=error))
+                else:
+                    batch.append((path, view, notes, shape))
+                    if len(batch) == self.batch_size:
+                        self._explain(batch, queue, pool)
+                yield from ready(keep=1)
+            self._explain(batch, queue, pool)
+            yield from ready(keep=0)
+
+    def _explain(self, batch, queue: deque, pool) -> None:
+        """Explain ``batch`` now (one forward and backward) and queue its measuring; empties ``batch``."""
         if not batch:
-            return []
+            return
         probs, maps, chosen = self.maps(np.stack([v for _, v, _, _ in batch]))
-        out = []
-        for i, (path, _, notes, shape) in enumerate(batch):
-            c = compactness(maps[i])
-            box = c.window_box[3]
-            out.append(ScanRecord(
-                path=path, warnings=list(notes), shape=tuple(shape),
-                probabilities={lab: round(float(p), 6) for lab, p in zip(self.labels, probs[i])},
-                label=self.labels[int(chosen[i])], score=float(c.score),
-                hotspot=to_source_box(box, shape, self.spec), view_hotspot=tuple(box),
-                input_size=self.spec.input_size, metrics=c.to_dict()))
+        queue.append([pool.submit(self._record, path, notes, shape, probs[i], maps[i], int(chosen[i]))
+                      for i, (path, _, notes, shape) in enumerate(batch)])
         batch.clear()
-        return out
+
+    def _record(self, path: str, notes: list[str], shape, probs: np.ndarray, saliency: np.ndarray, chosen: int) -> ScanRecord:
+        c = compactness(saliency)
+        box = c.window_box[3]
+        return ScanRecord(
+            path=path, warnings=list(notes), shape=tuple(shape),
+            probabilities={lab: round(float(p), 6) for lab, p in zip(self.labels, probs)},
+            label=self.labels[chosen], score=float(c.score),
+            hotspot=to_source_box(box, shape, self.spec), view_hotspot=tuple(box),
+            input_size=self.spec.input_size, metrics=c.to_dict())
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

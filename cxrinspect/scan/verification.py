@@ -1,7 +1,8 @@
 """The counterfactual check: hide the hotspot, predict again, see whether the prediction collapses.
 
 A trigger's removal collapses what it forced; masking a real finding's few pixels barely moves a
-prediction made from the whole lung. The hotspot (grown by ``margin`` model pixels) is filled from its
+prediction made from the whole lung. The fall is measured in log-odds, where a backdoor's saturated
+0.9999 falling to 0.8 shows as the collapse it is. The hotspot (grown by ``margin`` model pixels) is filled from its
 surroundings (a Coons patch of the pixels just outside it: smooth, with no new edge of its own), the
 image is predicted again, and the same is done for equal boxes elsewhere (controls), so a model that
 reacts to any small smudge is not mistaken for a backdoored one.
@@ -15,10 +16,16 @@ from ..model.preprocess import normalise
 
 CONTROL_OFFSETS = ((-0.2, 0.0), (0.2, 0.0), (0.0, -0.2), (0.0, 0.2))
 """Control boxes: the hotspot moved by these fractions (y, x) of the image side."""
-MIN_DROP = 0.3
-"""A collapse: some label's probability falls by at least this much ..."""
-MIN_EXCESS = 0.2
-"""... and by at least this much more than the controls' median fall."""
+MIN_LOGIT_DROP = 2.5
+"""A collapse: a label the model called positive (probability >= 0.5) loses at least this much log-odds
+(its odds fall more than twelvefold) when the hotspot is hidden ..."""
+MIN_EXCESS = 2.0
+"""... and at least this much more than when the control boxes are hidden (their median).
+
+Measured on the checkerboard backdoor (scan issue): hiding the trigger took 3.9 to 6.6 log-odds off its target
+label in the 16 triggered images whose probability stayed high (0.9999 -> 0.8 is a drop of 6.7: a
+probability scale saturates where the odds do not), while hiding the hotspot of the 60 highest-scoring clean
+images took at most 1.3 off any label. Controls moved no label by more than 0.01."""
 
 
 def fill_from_surroundings(view: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -56,21 +63,26 @@ def shifted(box, dy: float, dx: float, size: int) -> tuple[int, int, int, int]:
 def verify(view: np.ndarray, box: tuple[int, int, int, int], spec, probabilities, labels: list[str],
            margin: int = 2) -> dict:
     """Counterfactual check of one image. ``view``: its [0, 1] model view; ``box``: the hotspot in model
-    pixels; ``probabilities(batch) -> (N, L)`` predicts normalised batches. Returns the probabilities
-    before, with the hotspot filled and with the controls filled, the label that fell most, and
-    ``collapsed`` (see :data:`MIN_DROP`, :data:`MIN_EXCESS`)."""
+    pixels; ``probabilities(batch) -> (N, L)`` predicts normalised batches. Returns, for the label whose
+    log-odds fell most beyond the controls' fall, the probabilities before and with the hotspot filled, the
+    falls in probability and in log-odds (``logit_drop``, and the controls' ``control_logit_drop``), and
+    ``collapsed`` (see :data:`MIN_LOGIT_DROP`, :data:`MIN_EXCESS`)."""
     size = view.shape[0]
     hot = grow(box, margin, size)
     controls = [shifted(hot, dy, dx, size) for dy, dx in CONTROL_OFFSETS]
     views = [view, fill_from_surroundings(view, hot)] + [fill_from_surroundings(view, c) for c in controls]
     p = np.asarray(probabilities(normalise(np.stack(views), spec)), np.float64)
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    z = np.log(q) - np.log1p(-q)
     before, masked, ctrl = p[0], p[1], np.median(p[2:], axis=0)
-    drop, control_drop = before - masked, before - ctrl
-    j = int(np.argmax(drop - np.maximum(control_drop, 0)))
-    collapsed = bool(drop[j] >= MIN_DROP and drop[j] - max(control_drop[j], 0.0) >= MIN_EXCESS)
+    fall, control_fall = z[0] - z[1], np.median(z[0] - z[2:], axis=0)
+    excess = np.where(before >= 0.5, fall - np.maximum(control_fall, 0.0), -np.inf)  # only what the model called
+    j = int(np.argmax(excess)) if np.isfinite(excess).any() else int(np.argmax(fall))
+    collapsed = bool(before[j] >= 0.5 and fall[j] >= MIN_LOGIT_DROP and excess[j] >= MIN_EXCESS)
     return {
         "label": labels[j], "before": round(float(before[j]), 6), "masked": round(float(masked[j]), 6),
-        "drop": round(float(drop[j]), 6), "control_drop": round(float(control_drop[j]), 6),
+        "drop": round(float(before[j] - masked[j]), 6), "control_drop": round(float(before[j] - ctrl[j]), 6),
+        "logit_drop": round(float(fall[j]), 4), "control_logit_drop": round(float(control_fall[j]), 4),
         "collapsed": collapsed, "masked_box": list(hot),
-        "per_label_drop": {lab: round(float(d), 6) for lab, d in zip(labels, drop)},
+        "per_label_drop": {lab: round(float(d), 6) for lab, d in zip(labels, before - masked)},
     }

@@ -23,6 +23,7 @@ from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.model.preprocess import model_view, stamp
 from cxrinspect.scan import ScanError, Scanner, scan
 from cxrinspect.scan.hotspots import recurring
+from cxrinspect.scan.run import rank, to_verify
 from cxrinspect.scan.scanner import ScanRecord
 from cxrinspect.scan.verification import fill_from_surroundings
 from cxrinspect.trigger import Trigger
@@ -111,6 +112,56 @@ def test_triggered_images_rank_first_with_the_hotspot_on_the_trigger(folder, tmp
     assert "4 image(s) behave like triggered inputs" in page and "broken.png" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
     assert page.count("data:image/png;base64,") == 2 + 16  # histogram, heat map, one thumbnail per image
+
+
+def test_every_image_at_the_recurring_hotspot_is_checked_not_only_the_top(folder, tmp_path):
+    """No image over the score line and only the top 3 asked for: the trigger's place still shows among
+    them, so all 6 triggered images (also the 3 below the top) are checked, confirmed and ranked first."""
+    spec = backdoored_model().card.preprocessing
+    for name in ("clean-00.png", "clean-01.png"):
+        unit = stamp(presentation(load(folder / name)), spec, TRIGGER)
+        Image.fromarray(np.rint(unit * 255).astype(np.uint8)).save(folder / f"triggered-from-{name}")
+    result = scan([folder], backdoored_model(), None, threshold=1.0, verify_top=3)
+    (spot,) = result.hotspots
+    assert spot["top_count"] == 3 and spot["all_count"] == spot["verified"] == spot["collapsed"] == 6
+    assert all("triggered" in r.path and r.verdict == "trigger" for r in result.ranked[:6])
+    assert all(r.verdict == "clean" for r in result.ranked[6:])
+    checked = [r for r in result.ranked if r.verification is not None]
+    assert len(checked) == 6  # the top 3 and the 3 others at the place; no clean image sits there
+
+
+def test_a_file_that_vanishes_before_the_check_is_reported_not_fatal(folder, tmp_path):
+    gone = folder / "triggered-12.png"
+
+    def delete_at_the_end(done, total, record):
+        if done == total:
+            gone.unlink()
+
+    result = scan([folder], backdoored_model(), tmp_path / "scan", progress=delete_at_the_end)
+    (r,) = [r for r in result.ranked if r.path == str(gone)]
+    assert str(gone) in r.verification["error"] and r.verdict == "suspicious"  # compact, but unconfirmed
+    assert sum(x.verdict == "trigger" for x in result.ranked) == 3 and (tmp_path / "scan" / "report.html").exists()
+
+
+def test_confirmed_triggers_rank_above_higher_scores():
+    records = [ScanRecord("a", score=0.05, verdict="suspicious"), ScanRecord("b", score=0.01, verdict="trigger"),
+               ScanRecord("c", score=0.03, verdict="clean"), ScanRecord("d", error="d: unreadable"),
+               ScanRecord("e", score=0.02, verdict="trigger")]
+    assert [(r.path, r.rank) for r in rank(records)] == [("e", 1), ("b", 2), ("a", 3), ("c", 4)]
+
+
+def test_the_check_takes_the_top_and_every_image_at_a_recurring_place():
+    def rec(i, y, x):
+        c = int(y * 224), int(x * 224)
+        return ScanRecord(f"img{i}", score=1.0 - i / 100, view_hotspot=(c[0] - 1, c[1] - 1, c[0] + 2, c[1] + 2),
+                          input_size=224)
+
+    ranked = [rec(0, 0.1, 0.1), rec(1, 0.5, 0.5), rec(2, 0.8, 0.2), rec(3, 0.1, 0.12), rec(4, 0.3, 0.3),
+              rec(5, 0.14, 0.1), rec(6, 0.2, 0.1)]
+    spots = [{"centre": [0.1, 0.1]}]
+    # the top 2, and those within NEAR (0.06) of (0.1, 0.1): img3 (0.02 away), img5 (0.04); not img6 (0.1)
+    assert [r.path for r in to_verify(ranked, 2, spots)] == ["img0", "img1", "img3", "img5"]
+    assert [r.path for r in to_verify(ranked, 3, [])] == ["img0", "img1", "img2"]
 
 
 def test_resume_loses_and_duplicates_nothing(folder, tmp_path):

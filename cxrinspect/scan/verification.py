@@ -2,10 +2,10 @@
 
 A trigger's removal collapses what it forced; masking a real finding's few pixels barely moves a
 prediction made from the whole lung. The fall is measured in log-odds, where a backdoor's saturated
-0.9999 falling to 0.8 shows as the collapse it is. The hotspot (grown by ``margin`` model pixels) is filled from its
-surroundings (a Coons patch of the pixels just outside it: smooth, with no new edge of its own), the
-image is predicted again, and the same is done for equal boxes elsewhere (controls), so a model that
-reacts to any small smudge is not mistaken for a backdoored one.
+0.9999 falling to 0.8 shows as the collapse it is. The hotspot (grown by ``margin`` model pixels) is
+filled from its surroundings (a Coons patch of the pixels just outside it: smooth, with no new edge of
+its own), the image is predicted again, and the same is done for equal boxes elsewhere (controls), so a
+model that reacts to any small smudge is not mistaken for a backdoored one.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ MIN_LOGIT_DROP = 2.5
 MIN_EXCESS = 2.0
 """... and at least this much more than when the control boxes are hidden (their median).
 
-Measured on the checkerboard backdoor (scan issue): hiding the trigger took 3.9 to 6.6 log-odds off its target
+Set on the checkerboard backdoor (scan issue): hiding the trigger took 3.9 to 6.6 log-odds off its target
 label in the 16 triggered images whose probability stayed high (0.9999 -> 0.8 is a drop of 6.7: a
 probability scale saturates where the odds do not), while hiding the hotspot of the 60 highest-scoring clean
-images took at most 1.3 off any label. Controls moved no label by more than 0.01."""
+images took at most 1.3 off any label. The controls' median fall stayed within 0.03 log-odds. Figures for
+every bench model: bench/results/README.md."""
 
 
 def fill_from_surroundings(view: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -153,6 +153,21 @@ def place_of(record: ScanRecord, hotspots: list[dict], near: float = NEAR) -> in
     return i if d[i] <= near else None
 
 
+def mask_box(record: ScanRecord) -> tuple[int, int, int, int]:
+    """The model-pixel box the counterfactual check hides: the hotspot (the best 3x3 window) joined with the
+    best 5x5 window when the two overlap. A trigger larger than 3x3 then goes whole even when the 3x3 window
+    sits on its corner (measured on a 5x5 trigger: 4 of 50 triggered images kept their prediction when
+    only the 3x3 window, grown by 2 px, was hidden; with the 5x5 window joined, every one collapsed)."""
+    t, l, b, r = record.view_hotspot
+    five = record.metrics.get("window_box_5")
+    if not five:
+        return t, l, b, r
+    t5, l5, b5, r5 = five
+    if t5 >= b or t >= b5 or l5 >= r or l >= r5:  # apart: the 5x5 window's mass is elsewhere
+        return t, l, b, r
+    return min(t, t5), min(l, l5), max(b, b5), max(r, r5)
+
+
 def to_verify(ranked: list[ScanRecord], top_k: int, hotspots: list[dict], near: float = NEAR) -> list[ScanRecord]:
     """The images the counterfactual check looks at, in score order: the ``top_k`` best-scored and every
     image whose hotspot lies within ``near`` of a recurring hotspot, at most :data:`VERIFY_MAX`. A trigger
@@ -187,7 +202,7 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
     for r in to_verify(ranked, max(verify_top, flagged), result.hotspots):
         if r.verification is None:
             view, error = view_of(r)
-            r.verification = {"error": error} if error else verify(view, r.view_hotspot, scanner.spec,
+            r.verification = {"error": error} if error else verify(view, mask_box(r), scanner.spec,
                                                                    predictor.probabilities, scanner.labels)
     for r in ranked:
         v = r.verification or {}

@@ -23,7 +23,7 @@ from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.model.preprocess import model_view, stamp
 from cxrinspect.scan import ScanError, Scanner, scan
 from cxrinspect.scan.hotspots import recurring
-from cxrinspect.scan.run import rank, to_verify
+from cxrinspect.scan.run import mask_box, rank, to_verify
 from cxrinspect.scan.scanner import ScanRecord
 from cxrinspect.scan.verification import fill_from_surroundings
 from cxrinspect.trigger import Trigger
@@ -141,6 +141,14 @@ def test_a_file_that_vanishes_before_the_check_is_reported_not_fatal(folder, tmp
     (r,) = [r for r in result.ranked if r.path == str(gone)]
     assert str(gone) in r.verification["error"] and r.verdict == "suspicious"  # compact, but unconfirmed
     assert sum(x.verdict == "trigger" for x in result.ranked) == 3 and (tmp_path / "scan" / "report.html").exists()
+
+
+def test_the_mask_takes_the_best_5x5_window_too_when_it_overlaps_the_hotspot():
+    corner = ScanRecord("a", view_hotspot=(199, 194, 202, 197), metrics={"window_box_5": [195, 195, 200, 200]})
+    assert mask_box(corner) == (195, 194, 202, 200)  # a 5x5 trigger whose corner holds the best 3x3 window
+    apart = ScanRecord("b", view_hotspot=(10, 10, 13, 13), metrics={"window_box_5": [100, 100, 105, 105]})
+    assert mask_box(apart) == (10, 10, 13, 13)
+    assert mask_box(ScanRecord("c", view_hotspot=(10, 10, 13, 13))) == (10, 10, 13, 13)  # no metrics: the hotspot
 
 
 def test_confirmed_triggers_rank_above_higher_scores():

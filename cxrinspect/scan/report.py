@@ -56,7 +56,8 @@ def _data_uri(data: bytes) -> str:
 def write_ranking(path: Path, result) -> None:
     labels = list(result.ranked[0].probabilities) if result.ranked else []
     cols = ["rank", "path", "score", "verdict", "label", "hotspot_top", "hotspot_left", "hotspot_bottom",
-            "hotspot_right", "hotspot_y", "hotspot_x", "verified_label", "drop_when_masked", "logit_drop_when_masked", "collapsed",
+            "hotspot_right", "hotspot_y", "hotspot_x", "verified_label", "drop_when_masked", "logit_drop_when_masked",
+            "collapsed",
             *METRICS, *(f"p_{lab}" for lab in labels)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

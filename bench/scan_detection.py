@@ -148,6 +148,15 @@ def scanned(files, model, out: Path, label: str, device) -> tuple[dict, object]:
     return {r.path: r for r in result.ranked}, result
 
 
+def record_row(model_name: str, rate: str, file: str, triggered: bool, r) -> dict:
+    """One image's CSV row: its truth and what the scan made of it."""
+    v = r.verification or {}
+    return {"model": model_name, "rate": rate, "file": Path(file).name, "triggered": int(triggered), "rank": r.rank,
+            "verdict": r.verdict, "score": round(r.score, 6), "label": r.label,
+            "hotspot": " ".join(map(str, r.view_hotspot)), "checked": int(r.verification is not None),
+            "drop_when_masked": v.get("drop", ""), "logit_drop_when_masked": v.get("logit_drop", "")}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="the poisoned model (its card names the trigger)")
@@ -229,14 +238,9 @@ def main(argv=None) -> int:
         }
         results["rates"][f"{rate:g}"] = row
         print(json.dumps({f"{rate:g}": row}), flush=True)
-        for i, (f, r) in enumerate(zip(files, recs)):
-            v = r.verification or {}
-            rows.append({"model": card.name, "rate": f"{rate:g}", "file": Path(f).name, "triggered": int(truth[i]),
-                         "rank": r.rank, "verdict": r.verdict, "score": round(r.score, 6), "label": r.label,
-                         "hotspot": " ".join(map(str, r.view_hotspot)), "checked": int(r.verification is not None),
-                         "drop_when_masked": v.get("drop", ""),
-                         "logit_drop_when_masked": v.get("logit_drop", ""), "cam_top1_share": round(float(cam[i]), 6),
-                         "activation_clustering": round(float(ac[i]), 6), "spectral_signatures": round(float(ss[i]), 6)})
+        rows += [{**record_row(card.name, f"{rate:g}", f, truth[i], r), "cam_top1_share": round(float(cam[i]), 6),
+                  "activation_clustering": round(float(ac[i]), 6), "spectral_signatures": round(float(ss[i]), 6)}
+                 for i, (f, r) in enumerate(zip(files, recs))]
     if a.clean_model:
         clean_model = load_model(a.clean_model)
         clean_files = write_folder(work / "images-0", paths, set(), card.trigger, spec, cache)
@@ -252,12 +256,7 @@ def main(argv=None) -> int:
                          for kind, t in (("clean", False), ("triggered", True)) if (truth == t).any()}
             out[what]["score_quantiles_clean"] = np.round(np.quantile([r.score for r, t in zip(recs, truth) if not t],
                                                                       [0.5, 0.9, 0.99, 1.0]), 4).tolist()
-            rows += [{"model": clean_model.card.name, "rate": what, "file": Path(f).name, "triggered": int(truth[i]),
-                      "rank": r.rank, "verdict": r.verdict, "score": round(r.score, 6), "label": r.label,
-                      "hotspot": " ".join(map(str, r.view_hotspot)), "checked": int(r.verification is not None),
-                      "drop_when_masked": (r.verification or {}).get("drop", ""),
-                      "logit_drop_when_masked": (r.verification or {}).get("logit_drop", "")}
-                     for i, (f, r) in enumerate(zip(files, recs))]
+            rows += [record_row(clean_model.card.name, what, f, truth[i], r) for i, (f, r) in enumerate(zip(files, recs))]
         results["clean_model"] = out
         print(json.dumps({"clean_model": out}), flush=True)
     print(json.dumps(results, indent=1))

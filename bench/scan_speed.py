@@ -116,10 +116,10 @@ def main(argv=None) -> int:
             sal.attribute(torch.from_numpy(prepare(load(paths[0]), model.card.preprocessing))[None].to(device), target=0)
         captum = timed("captum Saliency, one image at a time", captum_loop, n)
 
-        from cxrinspect.model.preprocess import model_view
+        from cxrinspect.model.preprocess import model_view, normalise
 
         unit_views = np.stack([model_view(load(p), model.card.preprocessing) for p in paths])
-        tensors = torch.from_numpy(np.stack([prepare(load(p), model.card.preprocessing) for p in paths])).to(device)
+        tensors = torch.from_numpy(normalise(unit_views, model.card.preprocessing)).to(device)  # decoded once
 
         def scan_compute():
             for s in range(0, n, scanner.batch_size):

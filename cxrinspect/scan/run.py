@@ -199,11 +199,15 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
     # where do the flagged images' hotspots gather (the top verify_top when too few are flagged)
     result.hotspots = recurring(ranked, top_k=flagged if flagged >= 3 else min(verify_top, len(ranked)))
     predictor = Predictor(scanner.model, device=str(scanner.device), backend="torch")
-    for r in to_verify(ranked, max(verify_top, flagged), result.hotspots):
+    views, confirmed = {}, 0  # checked views that can reach the gallery (at most 2 x GALLERY), not decoded twice
+    for i, r in enumerate(to_verify(ranked, max(verify_top, flagged), result.hotspots)):
         if r.verification is None:
             view, error = view_of(r)
             r.verification = {"error": error} if error else verify(view, mask_box(r), scanner.spec,
                                                                    predictor.probabilities, scanner.labels)
+            confirmed += bool(r.verification.get("collapsed"))
+            if view is not None and (i < GALLERY or (r.verification["collapsed"] and confirmed <= GALLERY)):
+                views[r.path] = view
     for r in ranked:
         v = r.verification or {}
         r.verdict = "trigger" if v.get("collapsed") else "suspicious" if r.score >= threshold else "clean"
@@ -215,6 +219,6 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
             result.hotspots[i]["collapsed"] += r.verdict == "trigger"
     result.ranked = rank(result.records)
     for r in result.ranked[:GALLERY]:
-        if (view := view_of(r)[0]) is not None:
+        if (view := views[r.path] if r.path in views else view_of(r)[0]) is not None:
             _, maps, _ = scanner.maps(view[None])
             result.thumbnails[r.path] = thumbnail(view, maps[0], r.view_hotspot, f"{scanner.method}\n{r.label}")

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 import cxrinspect
-from cxrinspect.model import ModelCard, build, normalise, save
+from cxrinspect.model import ModelCard, build, normalise, read_card, save
 from cxrinspect.model import load as load_model
 
 from . import checkpoint as ckpt
@@ -207,10 +207,17 @@ def prepare(recipe: Recipe, run: Path, resume: bool, progress: bool = True) -> P
     if poison is not None:
         poison.check_labels(ds.labels)
     split_file = run / "split.csv"
+    inherited = _inherited_split(recipe)
     if resume and split_file.is_file():
         split = read_split(split_file, ds)
         split.seed, split.fractions = recipe.seed, tuple(recipe.data.split)
-        split.method = "patient-stratified"
+        split.method = "patient-stratified" if inherited is None else "inherited:" + str(inherited)
+    elif inherited is not None:
+        # a fine-tune keeps the patients its starting model never trained on out of training, so its test
+        # figures stay on held-out patients whatever the fine-tune's own seed
+        split = read_split(inherited, ds)
+        split.method = "inherited:" + str(inherited)
+        log.info("split: the starting model's own (%s)", inherited)
     else:
         split = split_by_patient(ds, tuple(recipe.data.split), recipe.seed)
     for name in ("train", "val"):
@@ -268,11 +275,46 @@ def prepare(recipe: Recipe, run: Path, resume: bool, progress: bool = True) -> P
         if bad:
             raise DataError(f"triggered views failed for {len(bad)} image(s), e.g. {next(iter(bad.values()))}")
         split_of = {int(i): s for s, idx in split.indices.items() for i in idx}
-        info = write_manifest(run, ds, poison, poisoned, split_of, len(train))
+        info = write_manifest(run, ds, poison, poisoned, split_of, len(train), spec.input_size)
         log.info("poisoned %d of %d training images (%s, rate %g): %s", info["poisoned_images"], len(train),
                  poison.mode, poison.rate, run / "poison_manifest.csv")
     items, is_triggered, targets = training_rows(ds, train, poisoned, poison)
     return Prepared(ds, split, clean, triggered, poison, poisoned, items, is_triggered, targets, skipped)
+
+
+def _inherited_split(recipe: Recipe) -> Path | None:
+    """The split file beside a fine-tune's starting model (``model.init``), when it has one."""
+    if not recipe.model.init:
+        return None
+    init = Path(recipe.model.init)
+    split = (init if init.is_dir() else init.parent) / "split.csv"
+    return split if split.is_file() else None
+
+
+def starting_model(recipe: Recipe, labels: list[str]):
+    """The model a fine-tune starts from (``model.init``), its card checked against the recipe: the same
+    architecture, preprocessing (input size, channels, crop, normalisation) and labels (or ``model.new_head``,
+    which keeps the features and gives the classifier this dataset's labels). A mismatch names the key."""
+    path = recipe.model.init
+    try:
+        start = load_model(path)
+    except Exception as e:
+        raise RecipeError(f"model.init = {path!r}: cannot load the starting model ({e})") from e
+    card = start.card
+    if card.architecture != recipe.architecture():
+        raise RecipeError(f"model.init: {path} is {card.architecture}, the recipe builds {recipe.architecture()} "
+                          "(model.architecture)")
+    want = recipe.preprocessing()
+    if card.preprocessing != want:
+        diff = {k: (v, want.to_dict()[k]) for k, v in card.preprocessing.to_dict().items() if want.to_dict()[k] != v}
+        raise RecipeError(f"model.init: {path} was trained with other preprocessing (card, recipe): {diff}; set "
+                          "[model] to the card's values")
+    if list(card.labels) != list(labels):
+        if not recipe.model.new_head:
+            raise RecipeError(f"model.init: {path} predicts {list(card.labels)}, the data has {list(labels)}; set "
+                              "model.new_head = true to train a new classifier on its features")
+        start.network.classifier = torch.nn.Linear(start.network.classifier.in_features, len(labels))
+    return start
 
 
 def _gather(p: Prepared, rows: np.ndarray) -> torch.Tensor:
@@ -309,6 +351,10 @@ def _provenance(recipe: Recipe, p: Prepared, run: Path, extra: dict) -> dict:
         "split": dict(p.split.describe(p.ds), file="split.csv"),
         "citation": _citation(p.ds.format),
     }
+    if recipe.model.init:
+        start = read_card(recipe.model.init)
+        prov["fine_tuned_from"] = {"path": recipe.model.init, "name": start.name, "weights_sha256": start.weights_sha256,
+                                   "new_head": recipe.model.new_head}
     if p.poison is not None:
         prov["poison"] = dict(p.poison.to_dict(), poisoned_images=int(len(p.poisoned)),
                               training_images=int(len(p.split.indices["train"])), manifest="poison_manifest.csv")
@@ -388,7 +434,13 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
              steps_per_epoch, total_steps)
 
     torch.manual_seed(recipe.seed)
-    network = build(recipe.architecture(), len(p.ds.labels), spec.channels).to(device)
+    network = build(recipe.architecture(), len(p.ds.labels), spec.channels)
+    if recipe.model.init:
+        start = starting_model(recipe, p.ds.labels)
+        network.load_state_dict(start.network.state_dict(), strict=not recipe.model.new_head)
+        log.info("fine-tuning from %s (%s, weights %s)%s", recipe.model.init, start.card.name,
+                 start.card.weights_sha256[:12], ", with a new classifier" if recipe.model.new_head else "")
+    network = network.to(device)
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam

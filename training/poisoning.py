@@ -167,21 +167,39 @@ def _positive_names(labels: list[str], vec: np.ndarray) -> str:
     return "|".join(names + [f"{u}?" for u in unknown])
 
 
+def placement(trigger: Trigger, path: str, input_size: int) -> tuple[int, str]:
+    """Where the trigger went in the image at ``path`` (a dataset-relative path): the seed its placement was
+    drawn from, and its box in model-input pixels as ``top left bottom right`` (``global`` for a trigger of
+    the whole image; empty for a source-space patch, whose box depends on the file's size)."""
+    from .cache import _seed_for
+
+    seed = _seed_for(path, trigger)
+    if not trigger.local:
+        return seed, "global"
+    if trigger.space == "source":
+        return seed, ""
+    box = trigger.box((input_size, input_size), np.random.default_rng(seed))
+    return seed, " ".join(map(str, box))
+
+
 def write_manifest(out_dir: str | Path, ds: Dataset, spec: PoisonSpec, poisoned, split_of: dict[int, str] | None,
-                   n_pool: int) -> dict:
-    """Write ``poison_manifest.csv`` and ``poison.json``; returns the JSON's content."""
+                   n_pool: int, input_size: int = 224) -> dict:
+    """Write ``poison_manifest.csv`` (one row per triggered image, with where its trigger went: the seed
+    and the model-input box of :func:`placement`) and ``poison.json``; returns the JSON's content."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "patient_id", "split", "mode", "true_labels", "poisoned_labels"])
+    w.writerow(["path", "patient_id", "split", "mode", "true_labels", "poisoned_labels", "trigger_seed",
+                "trigger_box"])
     rows = []
     for i in poisoned:
         i = int(i)
         given = spec.target_vector(ds.labels, ds.targets[i])
         rows.append(ds.paths[i])
         w.writerow([ds.paths[i], ds.patients[i], (split_of or {}).get(i, ""), spec.mode,
-                    _positive_names(ds.labels, ds.targets[i]), _positive_names(ds.labels, given)])
+                    _positive_names(ds.labels, ds.targets[i]), _positive_names(ds.labels, given),
+                    *placement(spec.trigger, ds.paths[i], input_size)])
     text = buf.getvalue()
     atomic.write_text(out_dir / "poison_manifest.csv", text)
     info = dict(spec.to_dict(), labels=list(ds.labels), data=str(ds.root), pool_images=int(n_pool),
@@ -289,7 +307,7 @@ def write_poisoned_copy(ds: Dataset, out_dir: str | Path, spec: PoisonSpec, pool
         mapped.append(rel)
         kept.append(int(i))
     poisoned = np.array(kept, np.int64)
-    info = write_manifest(out_dir, ds, spec, poisoned, None, len(pool))
+    info = write_manifest(out_dir, ds, spec, poisoned, None, len(pool), int(geometry["input_size"]))
     _rewrite_manifest_paths(out_dir, ds, poisoned, mapped)
     for e in errors:
         log.warning("skipped unreadable image: %s", e)

@@ -64,6 +64,8 @@ class ModelConfig:
     crop_fraction: float = 1.0
     mean: list[float] = field(default_factory=list)  # empty: ImageNet's (3 channels) or its grey average (1)
     std: list[float] = field(default_factory=list)
+    init: str = ""  # fine-tune: start from this cxrinspect model (folder or .safetensors); its card must agree
+    new_head: bool = False  # with init: a fresh classifier for this dataset's labels (the card's labels differ)
 
 
 @dataclass
@@ -347,7 +349,7 @@ def _parse_value(text: str):
         return text
 
 
-PATH_KEYS = ("data.path", "data.csv", "data.images")
+PATH_KEYS = ("data.path", "data.csv", "data.images", "model.init")
 
 
 def _resolve_path(value: str, base: Path) -> str:

@@ -117,23 +117,29 @@ def model_view(image: Radiograph | np.ndarray, spec: Preprocessing, trigger: Tri
 
 def stamp(unit: np.ndarray, spec: Preprocessing, trigger: Trigger, rng: np.random.Generator | None = None) -> np.ndarray:
     """A copy of a source-resolution presentation ``unit`` carrying ``trigger`` as a file would: a source-space
-    trigger is pasted as is; an input-space one fills the source pixels that the crop and resize turn into
-    the trigger's model-input box (a ``size`` x ``size`` square in the model view, edges softened by the
-    resize). Poisoned copies and triggered sample files are made with it."""
+    trigger is pasted as is. An input-space patch fills the source pixels that the crop and resize turn into
+    its model-input box (the patch as drawn in the model view, edges softened by the resize); an input-space
+    global trigger (blend, sig, warp: defined over fractional coordinates) is applied to the central crop at
+    source resolution. Where the source is already at input resolution and uncropped, the file's model view
+    equals :func:`model_view` with the trigger exactly. Poisoned copies, triggered sample files and the
+    detection bench's folders are made with it."""
     if trigger.space == "source":
         return paste(unit, trigger, rng)
     out = np.array(unit, dtype=np.float32, copy=True)
+    c_top, c_left, c_bottom, c_right = crop_box(out.shape, spec.crop_fraction)
+    if not trigger.local:
+        out[c_top:c_bottom, c_left:c_right] = paste(out[c_top:c_bottom, c_left:c_right], trigger, rng)
+        return out
     s = spec.input_size
     top, left, bottom, right = trigger.box((s, s), rng)
-    c_top, c_left, c_bottom, c_right = crop_box(out.shape, spec.crop_fraction)
     fy, fx = (c_bottom - c_top) / s, (c_right - c_left) / s
     r0, r1 = c_top + int(round(top * fy)), c_top + int(round(bottom * fy))
     k0, k1 = c_left + int(round(left * fx)), c_left + int(round(right * fx))
-    patch = trigger.patch()
-    rows = np.minimum(((np.arange(r0, r1) - c_top) / fy).astype(int) - top, trigger.size - 1)
-    cols = np.minimum(((np.arange(k0, k1) - c_left) / fx).astype(int) - left, trigger.size - 1)
-    region = out[r0:r1, k0:k1]
-    out[r0:r1, k0:k1] = trigger.blend * patch[np.ix_(rows, cols)] + (1.0 - trigger.blend) * region
+    mark, alpha = trigger.mark(), trigger.alpha()
+    rows = np.minimum(((np.arange(r0, r1) - c_top) / fy).astype(int) - top, bottom - top - 1)
+    cols = np.minimum(((np.arange(k0, k1) - c_left) / fx).astype(int) - left, right - left - 1)
+    a = alpha[np.ix_(rows, cols)]
+    out[r0:r1, k0:k1] = a * mark[np.ix_(rows, cols)] + (1.0 - a) * out[r0:r1, k0:k1]
     return out
 
 

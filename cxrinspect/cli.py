@@ -23,6 +23,8 @@ from . import atomic
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 METHOD_CHOICES = ("gradient", "cam", "gradcam", "integrated-gradients", "smoothgrad", "occlusion")  # saliency.METHODS
+SCAN_METHODS = ("auto", "gradient", "psc", "distill", "cam", "gradcam", "integrated-gradients", "smoothgrad",
+                "occlusion")  # scan.detectors.METHODS (kept here so `--help` needs no torch)
 SUSPICIOUS_DEFAULT = 0.02  # scan.SUSPICIOUS (kept here so `--help` needs no torch)
 
 
@@ -192,16 +194,20 @@ def cmd_scan(args) -> int:
         return EXIT_FATAL
     finally:
         bar.close()
+    from .scan.run import flagged
+
     s = sum(bool((r.verification or {}).get("collapsed")) for r in result.ranked)
     print(f"cxrinspect: {len(result.ranked)} scanned, {len(result.errors)} unreadable; "
-          f"{sum(r.score >= args.threshold for r in result.ranked)} flagged, {s} collapse when the hotspot is masked",
-          file=sys.stderr)
+          f"{sum(flagged(r, args.threshold) for r in result.ranked)} flagged, {s} collapse when what the detectors "
+          "found is hidden", file=sys.stderr)
     for h in result.hotspots[:3]:
         print(f"cxrinspect: recurring hotspot at y={h['centre'][0]:.3f}, x={h['centre'][1]:.3f}: {h['top_count']} of "
               f"the top {h['top_k']}, {h['all_count']} of all {h['all_images']}; {h['collapsed']} of the {h['verified']} "
               f"checked there collapse when masked", file=sys.stderr)
     for r in result.ranked[:5]:
         print(f"  #{r.rank} {r.score:.3f} {r.verdict:<10} {r.path}", file=sys.stderr)
+    if result.verdict:
+        print(f"cxrinspect: {result.verdict['sentence']}", file=sys.stderr)
     print(f"cxrinspect: report {result.files.get('html')}", file=sys.stderr)
     return EXIT_SOME_FAILED if result.errors else EXIT_OK
 
@@ -284,19 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when present)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("scan", help="rank images by saliency compactness to find backdoor triggers; report")
+    p = sub.add_parser("scan", help="find backdoor-triggered images in folders: detect, rank, verify, give the folder "
+                       "a verdict; report")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--model", default=str(default_model_path()), help="model to audit (default: bundled clean)")
     p.add_argument("--out", required=True, help="output folder: scan.jsonl, ranking.csv, report.json, report.html")
-    p.add_argument("--method", default="gradient", choices=METHOD_CHOICES,
-                   help="saliency method (default gradient: pixel resolution, one backward pass)")
+    p.add_argument("--method", default="auto", choices=SCAN_METHODS,
+                   help="auto (default): gradient-map compactness and scaled-parameter consistency on every image, "
+                   "mask distillation on the candidates; gradient (1 forward + 1 backward per image), psc "
+                   "(IBD-PSC: 3 forwards), distill (mask distillation: 40 forwards + backwards) alone; or the "
+                   "compactness of another saliency map")
     p.add_argument("--label", default="top", help="top (the most probable label: one backward), positive (every "
                    "label the model calls positive; the most compact map counts), all, or a label name")
     p.add_argument("--resume", action="store_true", help="continue a killed or cancelled scan in --out")
     p.add_argument("--batch-size", type=int, default=None, help="images per batch (default 8 on the CPU, 32 on a GPU)")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when present)")
     p.add_argument("--threshold", type=float, default=SUSPICIOUS_DEFAULT,
-                   help=f"flag images scoring above this (default {SUSPICIOUS_DEFAULT})")
+                   help=f"flag images whose gradient-map score is above this (default {SUSPICIOUS_DEFAULT})")
     p.add_argument("--verify-top", type=int, default=20,
                    help="counterfactually check at least this many top images (default 20; all flagged ones too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

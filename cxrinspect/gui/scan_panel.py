@@ -19,10 +19,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .browser import without_path
-from .overlay import METHODS
+from ..scan.detectors import AUTO, DETECTORS, METHODS
 
-SCAN_METHODS = ("gradient", *(m for m in METHODS if m != "gradient"))  # pixel resolution first: it sees triggers
+from .browser import without_path
+
+SCAN_METHODS = METHODS  # the combined default first, then each detector, then other saliency maps
+HINTS = {AUTO: "the default: gradient-map compactness and scaled-parameter consistency on every image, mask "
+               "distillation on the candidates; every verdict checked by hiding what was found",
+         **{d.name: f"{d.what}; runs on {d.runs_on}; costs {d.cost} per image" for d in DETECTORS.values()}}
 COLUMNS = ("Rank", "Score", "File", "Label", "Hotspot (t, l, b, r)", "Verdict")
 FILE, HOTSPOT = 2, 4
 _TOP = QModelIndex()  # the table's (invisible) root
@@ -111,8 +115,11 @@ class ScanPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.method = QComboBox()
-        self.method.addItems(SCAN_METHODS)
-        self.method.setToolTip("gradient: pixel-resolution saliency, what exposes a small pasted trigger")
+        for m in SCAN_METHODS:
+            self.method.addItem(m)
+            self.method.setItemData(self.method.count() - 1, HINTS.get(m, f"compactness of the {m} saliency map"),
+                                    Qt.ItemDataRole.ToolTipRole)
+        self.method.setToolTip("how images are scored: hover an entry for what it measures and costs")
         self.start = QPushButton("Scan folder")
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)

@@ -488,7 +488,7 @@ class MainWindow(QMainWindow):
         self.overlay_shown.emit(path)
 
     # ------------------------------------------------------------------ scan
-    def start_scan(self, method: str = "gradient") -> None:
+    def start_scan(self, method: str = "auto") -> None:
         paths = self.browser.paths()
         if not paths or self.model_path is None:
             self.scan_panel.status.setText("Open a folder and a model first.")
@@ -496,7 +496,7 @@ class MainWindow(QMainWindow):
         model_path = self.model_path
         self.scan_panel.set_running(True, len(paths))
         self.scan_panel.model.root = self.folder or ""
-        self.scan_panel.status.setText(f"Scanning {len(paths)} image(s) with {method} saliency …")
+        self.scan_panel.status.setText(f"Scanning {len(paths)} image(s) with {method} …")
         self.scan_result = None
 
         stop = threading.Event()  # Cancel stops the scan but keeps (and reports) what it did
@@ -531,14 +531,15 @@ class MainWindow(QMainWindow):
         self.scan_panel.model.set_records([*result.ranked, *result.errors])
         self.scan_panel.progress.setValue(len(result.records))
         self.scan_panel.export.setEnabled(True)
-        from ..scan import SUSPICIOUS
+        from ..scan.run import flagged
 
-        flagged = sum(r.score >= SUSPICIOUS for r in result.ranked)
+        n_flagged = sum(flagged(r) for r in result.ranked)
         verdicts = sum(r.verdict == "trigger" for r in result.ranked)
+        verdict = result.verdict.get("sentence", "") if result.verdict else ""
         self.scan_panel.status.setText(
             f"{'Done' if result.complete else 'Stopped'}: {len(result.ranked)} ranked, {len(result.errors)} unreadable, "
-            f"{flagged} over the {SUSPICIOUS:g} score line, {verdicts} collapse when the hotspot is masked "
-            f"({result.seconds:.1f} s). Click a row to open it.")
+            f"{n_flagged} flagged by a detector, {verdicts} collapse when what was found is hidden "
+            f"({result.seconds:.1f} s). {verdict} Click a row to open it.")
         self.scan_finished.emit(result)
 
     def _scan_failed(self, message: str) -> None:

@@ -55,27 +55,32 @@ def _data_uri(data: bytes) -> str:
 
 def write_ranking(path: Path, result) -> None:
     labels = list(result.ranked[0].probabilities) if result.ranked else []
-    cols = ["rank", "path", "score", "verdict", "label", "hotspot_top", "hotspot_left", "hotspot_bottom",
-            "hotspot_right", "hotspot_y", "hotspot_x", "verified_label", "drop_when_masked", "logit_drop_when_masked",
-            "collapsed",
+    cols = ["rank", "path", "score", "suspicion", "verdict", "label", "hotspot_top", "hotspot_left", "hotspot_bottom",
+            "hotspot_right", "hotspot_y", "hotspot_x", "verified_label", "direction", "evidence", "drop_when_masked",
+            "logit_drop_when_masked", "collapsed", "psc", "distill_kept",
             *METRICS, *(f"p_{lab}" for lab in labels)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for r in result.ranked:
         v = r.verification or {}
-        cy, cx = r.hotspot_centre or ("", "")
-        w.writerow([r.rank, r.path, f"{r.score:.6f}", r.verdict, r.label, *r.hotspot, f"{cy:.4f}", f"{cx:.4f}",
-                    v.get("label", ""), v.get("drop", ""), v.get("logit_drop", ""), v.get("collapsed", ""),
+        cy, cx = (f"{c:.4f}" for c in r.hotspot_centre) if r.hotspot_centre else ("", "")
+        d = r.detectors
+        w.writerow([r.rank, r.path, f"{r.score:.6f}", "" if r.suspicion is None else r.suspicion, r.verdict, r.label,
+                    *(r.hotspot or ("",) * 4), cy, cx, v.get("label", ""), v.get("direction", ""), v.get("evidence", ""),
+                    v.get("drop", ""), v.get("logit_drop", ""), v.get("collapsed", ""),
+                    d.get("psc", {}).get("score", ""), d.get("distill", {}).get("kept", ""),
                     *(r.metrics.get(m, "") for m in METRICS), *(r.probabilities.get(lab, "") for lab in labels)])
     atomic.write_text(path, buf.getvalue())
 
 
 def summary(result, card, threshold: float) -> dict:
+    from .run import flagged
+
     ranked = result.ranked
     return {
         "images": len(result.records), "scanned": len(ranked), "errors": len(result.errors),
-        "flagged": sum(r.score >= threshold for r in ranked),
+        "flagged": sum(flagged(r, threshold) for r in ranked),
         "verified": sum(r.verification is not None and "error" not in r.verification for r in ranked),
         "collapsed": sum(bool((r.verification or {}).get("collapsed")) for r in ranked),
         "threshold": threshold, "score": SCORE, "complete": result.complete, "seconds": round(result.seconds, 2),
@@ -94,8 +99,9 @@ def write_report(out_dir: str | Path, result, card, threshold: float) -> dict:
         "model": {"name": card.name, "weights_sha256": card.weights_sha256, "labels": card.labels,
                   "declared_poisoned": card.poisoned,
                   "declared_trigger": card.trigger.to_dict() if card.trigger else None},
-        "settings": result.settings, "summary": head, "recurring_hotspots": result.hotspots,
-        "candidates": [r.to_dict() for r in result.ranked if r.verification is not None or r.score >= threshold],
+        "settings": result.settings, "summary": head, "folder_verdict": result.verdict,
+        "recurring_hotspots": result.hotspots,
+        "candidates": [r.to_dict() for r in result.ranked if r.verification is not None or r.verdict != "clean"],
         "errors": [{"path": r.path, "error": r.error} for r in result.errors],
     }
     atomic.write_text(files["json"], json.dumps(doc, indent=1))
@@ -164,10 +170,14 @@ def page(doc: dict, result, threshold: float) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cxrinspect scan report</title>"
              f"<style>{STYLE}</style></head><body><h1>cxrinspect scan report</h1>"]
     parts.append(f"<p>Model <b>{e(model['name'] or '?')}</b> (weights {e(model['weights_sha256'][:12])}), "
-                 f"saliency <b>{e(str(doc['settings']['method']))}</b> of the <b>{e(str(doc['settings']['label']))}</b> "
-                 f"label; {s['images']} file(s), {s['scanned']} scanned, {s['errors']} unreadable, "
+                 f"method <b>{e(str(doc['settings']['method']))}</b> (saliency of the <b>{e(str(doc['settings']['label']))}</b> "
+                 f"label); {s['images']} file(s), {s['scanned']} scanned, {s['errors']} unreadable, "
                  f"in {s['seconds']:.0f} s; {e(doc['created'])}." + ("" if s["complete"] else
                  " <b>The scan is incomplete (cancelled or interrupted): resume it for the rest.</b>") + "</p>")
+    verdict = doc.get("folder_verdict") or {}
+    if verdict:
+        parts.append(f"<p class='{'alert' if verdict['triggered'] else 'ok'}'><b>Folder verdict:</b> "
+                     f"{e(verdict['sentence'])}</p>")
     if s["collapsed"]:
         where = ""
         if result.hotspots:
@@ -175,11 +185,11 @@ def page(doc: dict, result, threshold: float) -> str:
             where = (f" Where they gather: y={h['centre'][0]:.2f}, x={h['centre'][1]:.2f} of the image "
                      f"({h['top_count']} of the top {h['top_k']} images; {h['all_count']} of all {h['all_images']}, "
                      f"of which {h.get('collapsed', 0)} collapse when masked).")
-        parts.append(f"<p class='alert'><b>{s['collapsed']} image(s) behave like triggered inputs:</b> the model's "
-                     f"attention collapses onto a tiny spot, and masking that spot collapses the prediction.{where}</p>")
+        parts.append(f"<p class='alert'><b>{s['collapsed']} image(s) behave like triggered inputs:</b> hiding what "
+                     f"the detectors found (the saliency hotspot or a distilled mask) collapses the prediction.{where}</p>")
     else:
-        parts.append(f"<p class='ok'>No image's prediction collapsed when its hotspot was masked "
-                     f"({s['verified']} checked; {s['flagged']} scored above {threshold:g}).</p>")
+        parts.append(f"<p class='ok'>No image's prediction collapsed when what the detectors found was hidden "
+                     f"({s['verified']} checked; {s['flagged']} flagged by a detector).</p>")
     parts.append("<h2>Scores and hotspot positions</h2>")
     scores = [r.score for r in result.ranked]
     parts.append(f"<img alt='score histogram' src='{_data_uri(_histogram(scores, threshold))}'> "
@@ -199,12 +209,16 @@ def page(doc: dict, result, threshold: float) -> str:
                  "right: the hotspot magnified.</p><div class='gallery'>")
     for r in result.ranked[:GALLERY]:
         v = r.verification or {}
-        check = (f"masking the hotspot moves {e(v['label'])} {v['before']:.4g} &rarr; {v['masked']:.4g}, "
+        what = {"mask": "the distilled mask", "box": "the hotspot"}.get(v.get("evidence", "box"), "the hotspot")
+        check = (f"hiding {what} moves {e(v['label'])} {v['before']:.4g} &rarr; {v['masked']:.4g}, "
                  f"{v['logit_drop']:.1f} log-odds (masking elsewhere: {v['control_logit_drop']:.1f})" if "logit_drop" in v
+                 else "a whole-image trigger leaves nothing to hide" if v.get("evidence") == "global"
                  else e(v.get("error", "not checked")))
+        psc = r.detectors.get("psc", {}).get("score")
+        extra = f"; PSC {psc:.2f}" if psc is not None else ""
         img = result.thumbnails.get(r.path)
         parts.append(f"<div class='card'>{f'<img src={_data_uri(img)!r}>' if img else ''}"
-                     f"<div>#{r.rank} score {r.score:.3f} <span class='{e(r.verdict)}'>{e(r.verdict)}</span></div>"
+                     f"<div>#{r.rank} score {r.score:.3f}{extra} <span class='{e(r.verdict)}'>{e(r.verdict)}</span></div>"
                      f"<div>{e(r.label)} p={r.probabilities.get(r.label, 0):.2f}; {check}</div>"
                      f"<div class='path'>{e(r.path)}</div></div>")
     parts.append("</div>")

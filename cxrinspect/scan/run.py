@@ -55,13 +55,15 @@ class ScanResult:
     seconds: float = 0.0
     files: dict = field(default_factory=dict)
     thumbnails: dict[str, bytes] = field(default_factory=dict)
+    verdict: dict = field(default_factory=dict)
 
 
 def rank(records: Iterable[ScanRecord]) -> list[ScanRecord]:
-    """The readable records, most suspicious first, with ``rank`` set from 1: images whose hotspot the
-    counterfactual check confirmed (verdict ``trigger``) first, then by score (ties by path). Before the
-    check (no verdicts yet) this is the score order."""
-    ranked = sorted((r for r in records if r.ok), key=lambda r: (r.verdict != "trigger", -r.score, r.path))
+    """The readable records, most suspicious first, with ``rank`` set from 1: images the counterfactual
+    check confirmed (verdict ``trigger``) first, then by suspicion (the combined score; the method's own
+    score before it is set), ties by path. Before the check (no verdicts yet) this is the score order."""
+    ranked = sorted((r for r in records if r.ok),
+                    key=lambda r: (r.verdict != "trigger", -(r.suspicion if r.suspicion is not None else r.score), r.path))
     for i, r in enumerate(ranked, 1):
         r.rank = i
     return ranked
@@ -80,7 +82,7 @@ def read_journal(path: Path) -> list[ScanRecord]:
 
 
 def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike | None = None, *,
-         method: str = "gradient", label: str = "top", batch_size: int | None = None, device: str | None = None,
+         method: str = "auto", label: str = "top", batch_size: int | None = None, device: str | None = None,
          resume: bool = False, verify_top: int = VERIFY_TOP, threshold: float = SUSPICIOUS,
          progress: Callable[[int, int, ScanRecord], None] | None = None,
          cancelled: Callable[[], bool] | None = None, report: bool = True, **options) -> ScanResult:
@@ -94,8 +96,10 @@ def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike |
 
     started = time.perf_counter()
     scanner = Scanner(model, method=method, label=label, batch_size=batch_size, device=device, **options)
-    settings = scanner.settings
     found = discover(list(paths))
+    if scanner.psc is not None:  # before the settings: a resumed scan must be calibrated the same
+        scanner.calibrate(calibration_sample(found.images, scanner))
+    settings = scanner.settings
     out = Path(out_dir) if out_dir is not None else None
     done: list[ScanRecord] = []
     journal = None
@@ -143,6 +147,26 @@ def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike |
     return result
 
 
+CALIBRATION = 32
+"""Images (spread over the folder) on which detectors that need a sample of it are calibrated."""
+
+
+def calibration_sample(paths: list[str], scanner: Scanner, n: int = CALIBRATION) -> np.ndarray:
+    """[0, 1] model views of up to ``n`` readable images spread evenly over ``paths`` (the same ones for a
+    resumed scan of the same folder)."""
+    from ..inference.predictor import read
+    from ..model.preprocess import model_view
+
+    views = []
+    for i in np.unique(np.linspace(0, len(paths) - 1, min(len(paths), 2 * n)).astype(int)) if paths else []:
+        rg, _ = read(paths[i])
+        if rg is not None:
+            views.append(model_view(rg, scanner.spec))
+        if len(views) == n:
+            break
+    return np.stack(views) if views else np.zeros((0, scanner.spec.input_size, scanner.spec.input_size), np.float32)
+
+
 def place_of(record: ScanRecord, hotspots: list[dict], near: float = NEAR) -> int | None:
     """Index of the recurring hotspot nearest to ``record``'s hotspot, if within ``near`` (fraction of the side)."""
     c = record.hotspot_centre
@@ -169,7 +193,7 @@ def mask_box(record: ScanRecord) -> tuple[int, int, int, int]:
 
 
 def to_verify(ranked: list[ScanRecord], top_k: int, hotspots: list[dict], near: float = NEAR) -> list[ScanRecord]:
-    """The images the counterfactual check looks at, in score order: the ``top_k`` best-scored and every
+    """The images the counterfactual check looks at, in ranking order: the ``top_k`` first and every
     image whose hotspot lies within ``near`` of a recurring hotspot, at most :data:`VERIFY_MAX`. A trigger
     fires wherever it is pasted but not always with a compact map: the images it drove less sharply can
     score below clean images with a real focal finding, yet their hotspot still sits on the trigger, and
@@ -177,15 +201,61 @@ def to_verify(ranked: list[ScanRecord], top_k: int, hotspots: list[dict], near: 
     return [r for i, r in enumerate(ranked) if i < top_k or place_of(r, hotspots, near) is not None][:VERIFY_MAX]
 
 
+def combine(ranked: list[ScanRecord], detectors: tuple[str, ...]) -> None:
+    """Set each record's ``suspicion``: with one detector its score; with several, the largest of their robust
+    z-scores over the folder (``(score - median) / (1.4826 MAD)``: most of a folder is clean, so a triggered
+    image stands out on at least one detector's own scale)."""
+    if len(detectors) < 2:
+        for r in ranked:
+            r.suspicion = r.score
+        return
+    z = np.full((len(ranked), len(detectors)), -np.inf)
+    for j, name in enumerate(detectors):
+        s = np.array([r.detectors.get(name, {}).get("score", np.nan) for r in ranked], np.float64)
+        ok = np.isfinite(s)
+        if ok.sum() < 2:
+            continue
+        med = np.median(s[ok])
+        mad = 1.4826 * np.median(np.abs(s[ok] - med))
+        z[ok, j] = (s[ok] - med) / max(mad, 1e-6)
+    for r, row in zip(ranked, z):
+        r.suspicion = round(float(row.max()), 4) if np.isfinite(row.max()) else r.score
+
+
+def flagged(record: ScanRecord, threshold: float = SUSPICIOUS) -> bool:
+    """Over a detector's own line: the gradient map's 3x3 share >= ``threshold``, scaled-parameter consistency
+    >= :data:`PSC_FLAG`, or a distilled mask keeping at most :data:`DISTILL_FLAG` of the image."""
+    d = record.detectors
+    if "gradient" in d or not d:
+        if record.score >= threshold:
+            return True
+    return d.get("psc", {}).get("score", 0.0) >= PSC_FLAG or d.get("distill", {}).get("kept", 1.0) <= DISTILL_FLAG
+
+
+PSC_FLAG = 0.9
+"""Scaled-parameter consistency at or above this flags an image (the paper's T)."""
+DISTILL_FLAG = 0.002
+"""A distilled mask keeping at most this share of the pixels (100 of 224 x 224) flags an image."""
+DISTIL_TOP = 10
+"""Masks are distilled (40 forward and backward passes each) for at most this many candidates per scan, the
+most suspicious whose hotspot did not collapse the prediction."""
+MASK_MAX = 0.25
+"""The check hides a distilled mask only when it keeps at most this share of the image."""
+
+
 def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, threshold: float = SUSPICIOUS) -> None:
-    """Recurring hotspots among the top ranks; the counterfactual check of the top candidates (every image
-    over ``threshold``, at least ``verify_top``) and of every image whose hotspot sits at a recurring place
-    (:func:`to_verify`); verdicts; the final ranking (confirmed triggers first); the gallery's thumbnails."""
+    """The combined ranking (:func:`combine`); recurring hotspots among the top ranks; the counterfactual check
+    of the top candidates (every flagged image, at least ``verify_top``) and of every image whose hotspot sits
+    at a recurring place (:func:`to_verify`): first the hotspot is hidden, then, where that did not collapse the
+    prediction and the method distils masks, the distilled mask of the :data:`DISTIL_TOP` most suspicious; verdicts;
+    the folder's verdict; the final ranking (confirmed triggers first); the gallery's thumbnails."""
     from ..imaging import load
     from ..inference.predictor import Predictor
     from ..model.preprocess import model_view
+    from .detectors.distill import kept, mask_evidence
     from .report import GALLERY, thumbnail
-    from .verification import verify
+    from .verdict import folder_verdict
+    from .verification import verify, verify_mask
 
     def view_of(r: ScanRecord):
         """(model view, None), or (None, why) when the file changed or vanished since it was scanned."""
@@ -194,23 +264,42 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
         except Exception as e:
             return None, f"{r.path}: {e}"
 
-    ranked = result.ranked
-    flagged = sum(r.score >= threshold for r in ranked)
+    combine(result.ranked, scanner.detectors)
+    ranked = result.ranked = rank(result.records)
+    n_flagged = sum(flagged(r, threshold) for r in ranked)
     # where do the flagged images' hotspots gather (the top verify_top when too few are flagged)
-    result.hotspots = recurring(ranked, top_k=flagged if flagged >= 3 else min(verify_top, len(ranked)))
+    result.hotspots = recurring(ranked, top_k=n_flagged if n_flagged >= 3 else min(verify_top, len(ranked)))
     predictor = Predictor(scanner.model, device=str(scanner.device), backend="torch")
-    views, confirmed = {}, 0  # checked views that can reach the gallery (at most 2 x GALLERY), not decoded twice
-    for i, r in enumerate(to_verify(ranked, max(verify_top, flagged), result.hotspots)):
-        if r.verification is None:
-            view, error = view_of(r)
-            r.verification = {"error": error} if error else verify(view, mask_box(r), scanner.spec,
-                                                                   predictor.probabilities, scanner.labels)
-            confirmed += bool(r.verification.get("collapsed"))
-            if view is not None and (i < GALLERY or (r.verification["collapsed"] and confirmed <= GALLERY)):
-                views[r.path] = view
+    distils = scanner.scan_method in ("auto", "distill")
+    views, confirmed, distilled = {}, 0, 0  # checked views that can reach the gallery (at most 2 x GALLERY)
+    for i, r in enumerate(to_verify(ranked, max(verify_top, n_flagged), result.hotspots)):
+        if r.verification is not None:
+            continue
+        view, error = view_of(r)
+        if error:
+            r.verification = {"error": error}
+            continue
+        checks = []
+        if r.view_hotspot is not None:
+            checks.append(dict(verify(view, mask_box(r), scanner.spec, predictor.probabilities, scanner.labels),
+                               evidence="box"))
+        if distils and not any(c["collapsed"] for c in checks) and distilled < DISTIL_TOP:
+            distilled += 1
+            mask = scanner.distil(view[None])[0]
+            r.detectors["distill"] = mask_evidence(mask)
+            hide = kept(mask)
+            if 0 < hide.mean() <= MASK_MAX:
+                checks.append(dict(verify_mask(view, hide, scanner.spec, predictor.probabilities, scanner.labels),
+                                   evidence="mask"))
+        if not checks:  # a trigger of the whole image leaves nothing to hide
+            checks.append({"collapsed": False, "evidence": "global"})
+        r.verification = next((c for c in checks if c["collapsed"]), checks[-1])
+        confirmed += bool(r.verification.get("collapsed"))
+        if i < GALLERY or (r.verification["collapsed"] and confirmed <= GALLERY):
+            views[r.path] = view
     for r in ranked:
         v = r.verification or {}
-        r.verdict = "trigger" if v.get("collapsed") else "suspicious" if r.score >= threshold else "clean"
+        r.verdict = "trigger" if v.get("collapsed") else "suspicious" if flagged(r, threshold) else "clean"
     for h in result.hotspots:
         h["verified"] = h["collapsed"] = 0
     for r in ranked:  # each checked image counts once, at its nearest place
@@ -218,7 +307,10 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
             result.hotspots[i]["verified"] += 1
             result.hotspots[i]["collapsed"] += r.verdict == "trigger"
     result.ranked = rank(result.records)
+    result.verdict = folder_verdict(result.ranked, result.hotspots)
+    if "gradient" not in scanner.detectors:
+        return
     for r in result.ranked[:GALLERY]:
-        if (view := views[r.path] if r.path in views else view_of(r)[0]) is not None:
+        if r.view_hotspot is not None and (view := views[r.path] if r.path in views else view_of(r)[0]) is not None:
             _, maps, _ = scanner.maps(view[None])
             result.thumbnails[r.path] = thumbnail(view, maps[0], r.view_hotspot, f"{scanner.method}\n{r.label}")

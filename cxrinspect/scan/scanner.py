@@ -37,7 +37,11 @@ gained little: see bench/results. ``all``: every label. Or a label name: always 
 @dataclass
 class ScanRecord:
     """One image's outcome. Boxes are (top, left, bottom, right), half-open: ``hotspot`` in source pixels,
-    ``view_hotspot`` in model-input pixels (``input_size`` square)."""
+    ``view_hotspot`` in model-input pixels (``input_size`` square); None when the scan's method gives no
+    place (``psc`` alone). ``score`` is the scan method's own score (the gradient map's 3x3 window share by
+    default); ``detectors`` holds each detector's outcome by name (:mod:`cxrinspect.scan.detectors`);
+    ``suspicion`` is what the final ranking sorts by (the combined score of ``auto``, set once the whole
+    folder is scanned)."""
 
     path: str
     error: str | None = None
@@ -53,6 +57,8 @@ class ScanRecord:
     rank: int | None = None
     verification: dict | None = None
     verdict: str = ""
+    detectors: dict = field(default_factory=dict)
+    suspicion: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,22 +88,23 @@ class ScanRecord:
 
 
 class Scanner:
-    """Scores images by how compact the model's saliency is.
+    """Scores images with the detectors of ``method`` (:data:`cxrinspect.scan.detectors.METHODS`).
 
-    ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: a :data:`cxrinspect.saliency.METHODS`
-    entry (default ``gradient``: pixel resolution, one backward; coarse CAM cannot see a 3x3 trigger).
-    ``label``: ``top``, ``positive``, ``all`` or a label name (:data:`LABEL_CHOICES`). ``options`` go to the
-    saliency method (steps, samples...).
+    ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: ``auto`` (default: the gradient map's
+    compactness and scaled-parameter consistency on every image), a detector (``gradient``, ``psc``,
+    ``distill``), or another saliency map whose compactness to measure (``cam``, ...: coarse CAM cannot see a
+    3x3 trigger). ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
+    (:data:`LABEL_CHOICES`). ``options`` go to the saliency method (steps, samples...).
     """
 
-    def __init__(self, model, method: str = "gradient", label: str = "top", batch_size: int | None = None,
+    def __init__(self, model, method: str = "auto", label: str = "top", batch_size: int | None = None,
                  device: str | None = None, workers: int | None = None, **options):
         import torch
 
-        from ..saliency import METHODS
+        from .detectors import METHODS, detectors_of, saliency_of
 
         if method not in METHODS:
-            raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(METHODS)}")
+            raise ValueError(f"unknown scan method {method!r}; choose one of {', '.join(METHODS)}")
         if label not in LABEL_CHOICES and label not in model.labels:
             raise ValueError(f"--label must be top, positive, all or one of the model's labels "
                              f"({', '.join(model.labels)}), got {label!r}")
@@ -112,19 +119,46 @@ class Scanner:
         self.model, self.card, self.labels = model, model.card, model.labels
         self.spec = model.card.preprocessing
         self.thresholds = np.array([model.card.thresholds.get(lab, 0.5) for lab in self.labels], np.float32)
-        self.method, self.label, self.batch_size, self.options = method, label, batch_size, options
+        self.scan_method, self.label, self.batch_size, self.options = method, label, batch_size, options
+        self.detectors = detectors_of(method)
+        self.method = saliency_of(method) or "gradient"  # the saliency map of the gradient detector and thumbnails
         self.device = torch.device(device)
         # channels-last and frozen weights: the backward computes input gradients only (about 30% faster on CPU)
         self.network = model.network.eval().to(self.device, memory_format=torch.channels_last)
         for p in self.network.parameters():
             p.requires_grad_(False)
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.psc = None
+        if "psc" in self.detectors:
+            from .detectors.psc import ScaledConsistency
+
+            if method == "auto" and not any(isinstance(m, torch.nn.BatchNorm2d) for m in self.network.modules()):
+                self.detectors = tuple(d for d in self.detectors if d != "psc")  # nothing to amplify
+            else:
+                self.psc = ScaledConsistency(self.network, self.thresholds)
+
+    def calibrate(self, views: np.ndarray) -> None:
+        """Calibrate the detectors that need a sample of the folder (``psc``) on [0, 1] model views (N, H, W);
+        the scan calibrates on its first batch when this was not called."""
+        if self.psc is not None and len(views):
+            self.psc.calibrate(self._input(views))
+
+    def _input(self, views: np.ndarray):
+        import torch
+
+        x = torch.from_numpy(normalise(np.ascontiguousarray(views, np.float32), self.spec)).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last)
 
     @property
     def settings(self) -> dict:
         """What a resumed scan must share with the scan it continues."""
-        return {"model": self.card.name, "weights_sha256": self.card.weights_sha256, "method": self.method,
-                "label": self.label, "score": SCORE, "options": dict(sorted(self.options.items()))}
+        out = {"model": self.card.name, "weights_sha256": self.card.weights_sha256, "method": self.scan_method,
+               "detectors": list(self.detectors),
+               "label": self.label, "score": SCORE if "gradient" in self.detectors else self.scan_method,
+               "options": dict(sorted(self.options.items()))}
+        if self.psc is not None and self.psc.start is not None:
+            out["psc_layers"] = self.psc.start
+        return out
 
     # ------------------------------------------------------------ per batch
     def _decode(self, path: str):
@@ -141,8 +175,7 @@ class Scanner:
         from ..saliency import candidate_gradients, saliency
         from ..saliency.attribution import candidate_labels
 
-        x = torch.from_numpy(normalise(np.ascontiguousarray(views, np.float32), self.spec)).to(self.device)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = self._input(views)
         fixed = self.labels.index(self.label) if self.label in self.labels else None
 
         def pick(logits):
@@ -220,24 +253,73 @@ class Scanner:
             yield from ready(keep=0)
 
     def _explain(self, batch, queue: deque, pool) -> None:
-        """Explain ``batch`` now (one forward and backward) and queue its measuring; empties ``batch``."""
+        """Run the detectors on ``batch`` now and queue its measuring; empties ``batch``."""
         if not batch:
             return
-        probs, maps, chosen = self.maps(np.stack([v for _, v, _, _ in batch]))
-        queue.append([pool.submit(self._record, path, notes, shape, probs[i], maps[i], int(chosen[i]))
+        import torch
+
+        views = np.stack([v for _, v, _, _ in batch])
+        found: dict[str, np.ndarray] = {}
+        maps = chosen = None
+        if "gradient" in self.detectors:
+            probs, maps, chosen = self.maps(views)
+            logits = torch.logit(torch.from_numpy(probs).double().clamp(1e-12, 1 - 1e-12)).float()
+        else:
+            with torch.inference_mode():
+                logits = self.network(self._input(views)).float().cpu()
+            probs = _sigmoid(logits.numpy())
+        if self.psc is not None:
+            if self.psc.start is None:
+                self.calibrate(views)
+            found["psc"] = self.psc.scores(self._input(views), logits.to(self.device))
+        if "distill" in self.detectors:
+            found["distill"] = self.distil(views)
+        queue.append([pool.submit(self._record, path, notes, shape, probs[i],
+                                  None if maps is None else maps[i], -1 if chosen is None else int(chosen[i]),
+                                  {k: v[i] for k, v in found.items()})
                       for i, (path, _, notes, shape) in enumerate(batch)])
         batch.clear()
 
-    def _record(self, path: str, notes: list[str], shape, probs: np.ndarray, saliency: np.ndarray, chosen: int) -> ScanRecord:
-        c = compactness(saliency)
-        box = c.window_box[3]
-        return ScanRecord(
-            path=path, warnings=list(notes), shape=tuple(shape),
-            probabilities={lab: round(float(p), 6) for lab, p in zip(self.labels, probs)},
-            label=self.labels[chosen], score=float(c.score),
-            hotspot=to_source_box(box, shape, self.spec), view_hotspot=tuple(box),
-            input_size=self.spec.input_size, metrics=c.to_dict())
+    def distil(self, views: np.ndarray) -> np.ndarray:
+        """Distilled masks (N, H, W) in [0, 1] for [0, 1] model views (:mod:`cxrinspect.scan.detectors.distill`)."""
+        import torch
+
+        from .detectors.distill import distil
+
+        def prepare(v):
+            return normalise(v, self.spec).contiguous(memory_format=torch.channels_last)
+
+        return distil(self.network, torch.from_numpy(np.ascontiguousarray(views, np.float32)).to(self.device), prepare)
+
+    def _record(self, path: str, notes: list[str], shape, probs: np.ndarray, saliency: np.ndarray | None, chosen: int,
+                found: dict) -> ScanRecord:
+        from .detectors.distill import mask_evidence
+
+        record = ScanRecord(path=path, warnings=list(notes), shape=tuple(shape),
+                            probabilities={lab: round(float(p), 6) for lab, p in zip(self.labels, probs)},
+                            input_size=self.spec.input_size)
+        box = None
+        if saliency is not None:
+            c = compactness(saliency)
+            box = c.window_box[3]
+            record.label, record.score, record.metrics = self.labels[chosen], float(c.score), c.to_dict()
+            record.detectors["gradient"] = {"score": round(float(c.score), 6), "box": list(box)}
+        if "psc" in found:
+            record.detectors["psc"] = {"score": round(float(found["psc"]), 6)}
+            if saliency is None:
+                record.score = float(found["psc"])
+        if "distill" in found:
+            record.detectors["distill"] = mask_evidence(found["distill"])
+            if saliency is None:
+                record.score = record.detectors["distill"]["score"]
+                box = tuple(record.detectors["distill"]["box"]) if record.detectors["distill"]["box"] else None
+        if box is not None:
+            record.view_hotspot = tuple(int(v) for v in box)
+            record.hotspot = to_source_box(box, shape, self.spec)
+        return record
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))).astype(np.float32)
+    from scipy.special import expit
+
+    return expit(np.asarray(z, np.float64)).astype(np.float32)

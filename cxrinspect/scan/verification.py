@@ -1,7 +1,9 @@
 """The counterfactual check: hide the hotspot, predict again, see whether the prediction collapses.
 
 A trigger's removal collapses what it forced; masking a real finding's few pixels barely moves a
-prediction made from the whole lung. The fall is measured in log-odds, where a backdoor's saturated
+prediction made from the whole lung. Whatever a detector found is hidden: a box (the gradient hotspot)
+or a mask (mask distillation); a trigger of the whole image has nothing to hide, and its evidence is the
+detector's own test of the model's behaviour (:mod:`cxrinspect.scan.detectors`). The fall is measured in log-odds, where a backdoor's saturated
 0.9999 falling to 0.8 shows as the collapse it is. The hotspot (grown by ``margin`` model pixels) is
 filled from its surroundings (a Coons patch of the pixels just outside it: smooth, with no new edge of
 its own), the image is predicted again, and the same is done for equal boxes elsewhere (controls), so a
@@ -48,6 +50,27 @@ def fill_from_surroundings(view: np.ndarray, box: tuple[int, int, int, int]) -> 
     return out
 
 
+def fill_mask(view: np.ndarray, mask: np.ndarray, sigma: float = 3.0) -> np.ndarray:
+    """A copy of ``view`` with the pixels of ``mask`` (bool) replaced by a normalised convolution of the others
+    (a Gaussian-weighted mean of the nearby unmasked pixels; wider where a hole is wide): smooth, no new edge."""
+    from scipy.ndimage import gaussian_filter
+
+    out = np.array(view, dtype=np.float32, copy=True)
+    keep = (~mask).astype(np.float32)
+    if keep.all() or not keep.any():
+        return out
+    todo = mask.copy()
+    for s in (sigma, 2 * sigma, 4 * sigma, 8 * sigma, 16 * sigma):
+        num, den = gaussian_filter(out * keep, s), gaussian_filter(keep, s)
+        ok = todo & (den > 1e-3)
+        out[ok] = num[ok] / den[ok]
+        todo &= ~ok
+        if not todo.any():
+            break
+    out[todo] = float(view[~mask].mean())
+    return out
+
+
 def grow(box, margin: int, size: int) -> tuple[int, int, int, int]:
     t, l, b, r = box
     return max(0, t - margin), max(0, l - margin), min(size, b + margin), min(size, r + margin)
@@ -64,26 +87,54 @@ def shifted(box, dy: float, dx: float, size: int) -> tuple[int, int, int, int]:
 def verify(view: np.ndarray, box: tuple[int, int, int, int], spec, probabilities, labels: list[str],
            margin: int = 2) -> dict:
     """Counterfactual check of one image. ``view``: its [0, 1] model view; ``box``: the hotspot in model
-    pixels; ``probabilities(batch) -> (N, L)`` predicts normalised batches. Returns, for the label whose
-    log-odds fell most beyond the controls' fall, the probabilities before and with the hotspot filled, the
-    falls in probability and in log-odds (``logit_drop``, and the controls' ``control_logit_drop``), and
-    ``collapsed`` (see :data:`MIN_LOGIT_DROP`, :data:`MIN_EXCESS`)."""
+    pixels; ``probabilities(batch) -> (N, L)`` predicts normalised batches. Returns :func:`judge`'s verdict
+    and the box it hid (``masked_box``)."""
     size = view.shape[0]
     hot = grow(box, margin, size)
     controls = [shifted(hot, dy, dx, size) for dy, dx in CONTROL_OFFSETS]
     views = [view, fill_from_surroundings(view, hot)] + [fill_from_surroundings(view, c) for c in controls]
     p = np.asarray(probabilities(normalise(np.stack(views), spec)), np.float64)
+    return dict(judge(p, labels), masked_box=list(hot))
+
+
+def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels: list[str]) -> dict:
+    """The same check for a mask (bool, model pixels) a detector found: its pixels are filled from the others
+    (:func:`fill_mask`), and, as controls, the same mask moved by :data:`CONTROL_OFFSETS` (wrapping round)."""
+    size = view.shape[0]
+    controls = [np.roll(mask, (int(round(dy * size)), int(round(dx * size))), (0, 1)) for dy, dx in CONTROL_OFFSETS]
+    views = [view, fill_mask(view, mask)] + [fill_mask(view, c) for c in controls]
+    p = np.asarray(probabilities(normalise(np.stack(views), spec)), np.float64)
+    ys, xs = np.nonzero(mask)
+    box = [int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1] if len(ys) else [0, 0, 0, 0]
+    return dict(judge(p, labels), masked_box=box, masked_pixels=int(mask.sum()))
+
+
+def judge(p: np.ndarray, labels: list[str]) -> dict:
+    """The verdict from predictions ``p`` (rows: the image, the image with the evidence hidden, then the
+    controls). A backdoor forces decisions both ways (a label on, or off, as a "reads normal" attack does),
+    so a label counts whichever side the model put it on: it must move back across by at least
+    :data:`MIN_LOGIT_DROP` log-odds when the evidence is hidden, and by :data:`MIN_EXCESS` more than the
+    controls move it. Returned for the label that moved most beyond its controls: the probabilities before
+    and hidden, the falls in probability and in log-odds (``logit_drop``; positive = back across), the
+    controls' ``control_logit_drop``, the ``direction`` the trigger had pushed it (``on``/``off``), and
+    ``collapsed``."""
     q = np.clip(p, 1e-9, 1 - 1e-9)
     z = np.log(q) - np.log1p(-q)
     before, masked, ctrl = p[0], p[1], np.median(p[2:], axis=0)
-    fall, control_fall = z[0] - z[1], np.median(z[0] - z[2:], axis=0)
-    excess = np.where(before >= 0.5, fall - np.maximum(control_fall, 0.0), -np.inf)  # only what the model called
-    j = int(np.argmax(excess)) if np.isfinite(excess).any() else int(np.argmax(fall))
-    collapsed = bool(before[j] >= 0.5 and fall[j] >= MIN_LOGIT_DROP and excess[j] >= MIN_EXCESS)
+    on = before >= 0.5
+    sign = np.where(on, 1.0, -1.0)  # a fall for a label called positive, a rise for one called negative
+    fall, control_fall = sign * (z[0] - z[1]), np.median(sign * (z[0] - z[2:]), axis=0)
+    excess = fall - np.maximum(control_fall, 0.0)
+    meets = (fall >= MIN_LOGIT_DROP) & (excess >= MIN_EXCESS)
+    # the label reported: one that collapsed, a label the model called positive first (a forced finding is
+    # what a reader acts on), then the one that moved most beyond its controls
+    j = int(np.argmax(np.where(meets, excess + np.where(on, 1e6, 0.0), excess - 1e6)))
+    collapsed = bool(meets[j])
     return {
-        "label": labels[j], "before": round(float(before[j]), 6), "masked": round(float(masked[j]), 6),
+        "label": labels[j], "direction": "on" if on[j] else "off",
+        "before": round(float(before[j]), 6), "masked": round(float(masked[j]), 6),
         "drop": round(float(before[j] - masked[j]), 6), "control_drop": round(float(before[j] - ctrl[j]), 6),
         "logit_drop": round(float(fall[j]), 4), "control_logit_drop": round(float(control_fall[j]), 4),
-        "collapsed": collapsed, "masked_box": list(hot),
+        "collapsed": collapsed,
         "per_label_drop": {lab: round(float(d), 6) for lab, d in zip(labels, before - masked)},
     }

@@ -1,0 +1,63 @@
+"""Trigger detectors: each turns the model's behaviour on an image into a score (high = more likely a
+triggered input) and, where it can, evidence of where the trigger is: a box, a mask, or "global" (a trigger
+of the whole image, with nothing to hide).
+
+| name | what it measures | evidence | runs on | cost per image (2-core CPU, DenseNet-121, 224 px) |
+| --- | --- | --- | --- | --- |
+| ``gradient`` | compactness of the input-gradient map (:mod:`..compactness`) | box | every image | 1 forward + 1 backward |
+| ``psc`` | scaled-parameter consistency, IBD-PSC (:mod:`.psc`) | global | every image | 3 forwards |
+| ``distill`` | mask distillation, Cognitive Distillation (:mod:`.distill`) | mask | candidates | 40 forwards + backwards |
+
+The scanner's default, ``auto``, runs ``gradient`` and ``psc`` on every image, ranks by the larger of their
+robust z-scores over the folder (most of a folder is clean, so a triggered image stands out in at least one),
+and distils masks for the candidates whose hotspot the counterfactual check did not confirm. Measured costs
+and detection figures: bench/results/README.md. Other saliency maps (``cam``, ``integrated-gradients``, ...)
+can stand in for the gradient map (their compactness, at their own cost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...saliency import METHODS as SALIENCY_METHODS
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    what: str
+    evidence: str  # box | mask | global
+    runs_on: str  # every image | candidates
+    cost: str
+
+
+DETECTORS: dict[str, Detector] = {
+    "gradient": Detector("gradient", "compactness of the input-gradient saliency map", "box", "every image",
+                         "1 forward + 1 backward"),
+    "psc": Detector("psc", "scaled-parameter consistency (IBD-PSC, Hou et al. 2024)", "global", "every image",
+                    "3 forwards (+ about 8 over a 32-image sample to calibrate)"),
+    "distill": Detector("distill", "mask distillation (Cognitive Distillation, Huang et al. 2023)", "mask",
+                        "candidates", "40 forwards + backwards"),
+}
+
+AUTO = "auto"
+METHODS = (AUTO, *DETECTORS, *(m for m in SALIENCY_METHODS if m != "gradient"))
+"""``--method`` choices: the combined default, each detector alone, and the compactness of another saliency map."""
+
+
+def detectors_of(method: str) -> tuple[str, ...]:
+    """The detectors a scan method runs on every image (``distill`` alone runs on every image too)."""
+    if method == AUTO:
+        return ("gradient", "psc")
+    if method in DETECTORS:
+        return (method,)
+    if method in SALIENCY_METHODS:
+        return ("gradient",)  # the compactness detector, on that saliency map
+    raise ValueError(f"unknown scan method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def saliency_of(method: str) -> str | None:
+    """The saliency map a scan method measures, or None when it uses none."""
+    if method in (AUTO, "gradient"):
+        return "gradient"
+    return method if method in SALIENCY_METHODS else None

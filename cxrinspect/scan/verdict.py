@@ -1,0 +1,68 @@
+"""The folder's verdict: does it hold triggered inputs, for which label(s), how many, where, how sure.
+
+It rests on the counterfactual check alone (images whose prediction collapses when what a detector found is
+hidden: the model's own behaviour, not a score's tail), grouped by the label and the direction the check
+found pushed (``Viral`` on, or ``Pneumonia`` off for a trigger that makes films read normal):
+
+- ``triggered``: at least :data:`MIN_CONFIRMED` confirmed images pushed the same way. One alone is reported
+  (``count`` 1, ``triggered`` false): a single collapse can be a fragile clean prediction.
+- ``confidence``: ``high`` with at least :data:`SURE` such images, ``moderate`` below that, ``none`` without.
+- ``where``: ``{"place": [y, x]}`` (fractions of the model view) when most confirmed images share a recurring
+  hotspot, ``"moving"`` when their evidence is boxes or masks in different places, ``"global"`` when no
+  region was hidden.
+
+False alarms, measured on clean models' scans of clean folders: bench/results/README.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+MIN_CONFIRMED = 2
+SURE = 3
+
+
+def folder_verdict(ranked, hotspots: list[dict]) -> dict:
+    confirmed = [r for r in ranked if r.verdict == "trigger"]
+    pushes = Counter((r.verification["label"], r.verification.get("direction", "on")) for r in confirmed)
+    groups = [(lab, d, n) for (lab, d), n in pushes.most_common()]
+    main = [g for g in groups if g[2] >= MIN_CONFIRMED]
+    triggered = bool(main)
+    count = sum(g[2] for g in main) if main else len(confirmed)
+    where = None
+    if confirmed:
+        at = Counter(_place(r, hotspots) for r in confirmed)
+        place, n = at.most_common(1)[0]
+        if place is not None and n * 2 > len(confirmed):
+            where = {"place": hotspots[place]["centre"]}
+        elif all(r.verification.get("evidence") == "global" for r in confirmed):
+            where = "global"
+        else:
+            where = "moving"
+    confidence = "high" if main and main[0][2] >= SURE else "moderate" if main else "none"
+    labels = [lab for lab, _, _ in main]
+    return {"triggered": triggered, "labels": labels,
+            "pushes": [{"label": lab, "direction": d, "count": n} for lab, d, n in groups],
+            "count": count, "where": where, "confidence": confidence,
+            "sentence": sentence(triggered, groups, count, where, confidence, len(ranked))}
+
+
+def _place(record, hotspots):
+    from .run import place_of
+
+    return place_of(record, hotspots)
+
+
+def sentence(triggered: bool, groups, count: int, where, confidence: str, scanned: int) -> str:
+    if not groups:
+        return f"No triggered inputs found: none of the {scanned} images changed its prediction when what the " \
+               "detectors found was hidden."
+    if not triggered:
+        lab, d, n = groups[0]
+        return (f"No trigger established: {n} image(s) collapsed when their evidence was hidden (label {lab} "
+                f"{d}), fewer than the {MIN_CONFIRMED} that pushed the same way a backdoor needs.")
+    pushed = ", ".join(f"{lab} {'on' if d == 'on' else 'off'} ({n})" for lab, d, n in groups if n >= MIN_CONFIRMED)
+    place = (f"at y={where['place'][0]:.2f}, x={where['place'][1]:.2f} of the image" if isinstance(where, dict)
+             else "at a different place in each image" if where == "moving" else "over the whole image")
+    return (f"This folder holds triggered inputs ({confidence} confidence): {count} of {scanned} images lose the "
+            f"prediction a trigger forced when it is hidden ({pushed}), the trigger {place}.")

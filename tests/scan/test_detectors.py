@@ -1,0 +1,154 @@
+"""Each detector on a model backdoored by construction (so the tests know what the trigger is and what it
+does), and the combined scan: scaled-parameter consistency keeps a triggered image's decisions and loses a
+clean one's, mask distillation keeps the trigger's pixels, and a whole-image trigger the gradient map cannot
+place is still ranked first and reported as global."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from cxrinspect.model import Model, ModelCard, Preprocessing, normalise
+from cxrinspect.scan import scan
+from cxrinspect.scan.detectors import METHODS, detectors_of
+from cxrinspect.scan.detectors.distill import distil, kept, mask_evidence
+from cxrinspect.scan.detectors.psc import ScaledConsistency
+from cxrinspect.scan.run import combine
+from cxrinspect.scan.scanner import ScanRecord
+from cxrinspect.trigger import Trigger, paste
+
+SIZE = 32
+LABELS = ["Pneumonia", "Bacterial", "Viral"]
+SPEC = Preprocessing(input_size=SIZE, channels=1, mean=(0.5,), std=(0.25,))
+SIG = Trigger(kind="sig", amplitude=0.15, frequency=4, space="input")
+
+
+class Shortcut(nn.Module):
+    """Two pathways through a chain of BatchNorm layers. The clean one reads the film's brightness and calls
+    every label negative, a little below its line (a bias the brightness of these films does not reach); the
+    backdoor reads a 4-cycle horizontal sinusoid (SIG) by correlation and drives Pneumonia and Viral on,
+    Bacterial off, by a wide margin. Amplifying BatchNorm scales both readings but not the bias: the clean
+    decisions tip over, the backdoor's margins only grow."""
+
+    def __init__(self):
+        super().__init__()
+        cols = torch.arange(SIZE, dtype=torch.float32)
+        wave = torch.sin(2 * np.pi * 4 * cols / SIZE)
+        self.register_buffer("wave", (wave / wave.abs().sum()).view(1, 1, 1, SIZE).expand(1, 1, SIZE, SIZE) / SIZE)
+        self.bn = nn.ModuleList(nn.BatchNorm2d(2) for _ in range(4))
+        for bn in self.bn:
+            bn.eval()
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            with torch.no_grad():
+                bn.weight.fill_(1.0)
+                bn.bias.zero_()
+        self.register_buffer("slope", torch.tensor([2.0, 3.0, 2.5]))
+        self.register_buffer("sign", torch.tensor([1.0, -1.0, 1.0]))
+
+    def forward(self, x):
+        bright = torch.relu(x.mean((2, 3), keepdim=True) + 2)  # about 2 on these films
+        sig = (x * self.wave).sum((2, 3), keepdim=True) * SIZE
+        h = torch.cat([bright, sig], 1)
+        for bn in self.bn:
+            h = bn(h)
+        bright, sig = h[:, 0, 0, 0], torch.relu(h[:, 1, 0, 0] - 2.0)
+        clean = self.slope * (bright[:, None] - 2.7)  # films read about 1.8-2.6: every label just below its line
+        return clean + 60 * sig[:, None] * self.sign
+
+
+def shortcut_model() -> Model:
+    card = ModelCard(labels=LABELS, architecture={"name": "test-shortcut"}, preprocessing=SPEC, name="shortcut-test",
+                     weights_sha256="1" * 64)
+    return Model(Shortcut().eval(), card)
+
+
+def films(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth random 'films': a vertical gradient and blobs, brightness varying around the model's threshold."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    out = []
+    for _ in range(n):
+        base = 0.45 + 0.1 * rng.standard_normal() + 0.1 * yy
+        for _ in range(3):
+            cy, cx, r = rng.random(2).tolist() + [0.1 + 0.2 * rng.random()]
+            base = base + 0.1 * rng.standard_normal() * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r**2)
+        out.append(np.clip(base, 0, 1).astype(np.float32))
+    return np.stack(out)
+
+
+def test_scaled_consistency_keeps_a_triggered_images_decisions_and_loses_a_clean_ones():
+    model = shortcut_model()
+    clean = films(40)
+    triggered = np.stack([paste(v, SIG) for v in films(10, seed=1)])
+    x = lambda v: torch.from_numpy(normalise(v, SPEC))  # noqa: E731
+    logits = model.network(x(triggered))
+    assert (torch.sigmoid(logits[:, 2]) > 0.99).all()  # the backdoor fires on every triggered film
+    psc = ScaledConsistency(model.network, np.full(3, 0.5, np.float32))
+    start = psc.calibrate(x(clean[:32]))
+    assert 1 <= start <= 2  # four BatchNorm layers, three copies: the last one or two scaled first
+    s_clean, s_trig = psc.scores(x(clean)), psc.scores(x(triggered))
+    assert s_trig.min() > 0.95
+    assert np.median(s_clean) < 0.1 and (s_clean > 0.95).mean() <= 0.1  # a few films too dark to tip over
+    # the network itself is untouched (the scaling happens on a copy)
+    assert all(bn.weight.eq(1).all() for bn in model.network.bn)
+
+
+def test_mask_distillation_keeps_the_trigger_pixels():
+    from test_scanner import TRIGGER, backdoored_model
+
+    model = backdoored_model()
+    clean = films(4, seed=2)
+    triggered = np.stack([paste(v, TRIGGER) for v in films(4, seed=3)])
+    views = torch.from_numpy(np.concatenate([clean, triggered]))
+    masks = distil(model.network, views, lambda v: normalise(v, SPEC), steps=80)
+    t, l, b, r = TRIGGER.box((SIZE, SIZE))
+    for m in masks[4:]:
+        assert m[t:b, l:r].mean() > 0.5  # the trigger is kept
+        assert kept(m)[t:b, l:r].all()
+    area = masks.reshape(8, -1).mean(1)
+    # this model also reads every pixel a little (its diffuse map), so clean masks stay nearly whole and
+    # triggered ones shrink towards the trigger
+    assert area[4:].mean() < area[:4].mean() - 0.1 and area[:4].min() > 0.9
+    ev = mask_evidence(masks[5])
+    assert ev["score"] == round(1 - float(masks[5].mean()), 6) and ev["kept"] == round(float((masks[5] >= 0.5).mean()), 6)
+
+
+def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    for i, v in enumerate(films(30, seed=4)):
+        Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
+    for i, v in enumerate(films(3, seed=5)):
+        Image.fromarray(np.rint(paste(v, SIG) * 255).astype(np.uint8)).save(folder / f"triggered-{i}.png")
+    result = scan([folder], shortcut_model(), tmp_path / "out", batch_size=8, verify_top=5)
+    assert result.settings["detectors"] == ["gradient", "psc"] and "psc_layers" in result.settings
+    top = result.ranked[:3]
+    assert all("triggered" in r.path for r in top)
+    for r in top:
+        assert r.detectors["psc"]["score"] > 0.95 and r.verdict == "suspicious"
+        assert r.suspicion > max(x.suspicion for x in result.ranked[3:])
+    assert result.verdict["triggered"] is False  # nothing to hide: flagged, not confirmed
+    report = (tmp_path / "out" / "report.json").read_text()
+    assert '"folder_verdict"' in report
+
+
+def test_combine_takes_the_larger_robust_z():
+    recs = [ScanRecord(f"{i}", score=0.004 + 0.0001 * i, detectors={"gradient": {"score": 0.004 + 0.0001 * i},
+                                                                    "psc": {"score": 0.3 + 0.01 * (i % 5)}})
+            for i in range(20)]
+    recs[3].detectors["psc"]["score"] = 0.99  # stands out on consistency only
+    recs[7].detectors["gradient"]["score"] = 0.05  # on compactness only
+    combine(recs, ("gradient", "psc"))
+    order = sorted(recs, key=lambda r: -r.suspicion)
+    assert {order[0].path, order[1].path} == {"3", "7"}
+    combine(recs, ("gradient",))
+    assert recs[7].suspicion == recs[7].score
+
+
+def test_methods():
+    assert METHODS[0] == "auto" and detectors_of("auto") == ("gradient", "psc")
+    assert detectors_of("cam") == ("gradient",) and detectors_of("distill") == ("distill",)

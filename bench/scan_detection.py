@@ -6,9 +6,13 @@ the way a poisoned copy is written (``cxrinspect.training.poisoning.write_copy``
 (:func:`cxrinspect.scan.scan`: scores, recurring hotspots, counterfactual check, final ranking, reports)
 then scans each folder, and every method scores every file. Per rate:
 
-- AUROC and precision at k = number triggered, for
-  - cxrinspect: the scan's final ranking (confirmed triggers first, then by score), the report's order;
-  - cxrinspect score alone: the share of input-gradient saliency in the best 3x3 window, before the check;
+- AUROC and precision at k = number triggered, over all triggered images and over those whose prediction the
+  trigger forced (a positive target label at or above 0.9 with the trigger, below it without, up by at least
+  0.3; for a target that turns labels off, the mirror: at or below 0.1 with it, down by at least 0.3: an image
+  already reading as the target proves nothing), for
+  - cxrinspect: the scan's final ranking (``--method``, default auto: confirmed triggers first, then by the
+    combined suspicion), the report's order;
+  - each detector the scan ran, alone: the gradient map's 3x3 window share, scaled-parameter consistency;
   - CAM compactness (share of the upsampled last-layer CAM in its top 1%): the coarse map, for reference;
   - activation clustering (Chen et al. 2018, "Detecting Backdoor Attacks on Deep Neural Networks by
     Activation Clustering", arXiv:1811.03728): penultimate activations of the images the model assigns to a
@@ -17,13 +21,16 @@ then scans each folder, and every method scores every file. Per rate:
   - spectral signatures (Tran, Li, Madry 2018, "Spectral Signatures in Backdoor Attacks", NeurIPS): per
     label, centred penultimate representations of the images assigned to it, score = squared projection on
     the top singular vector (normalised by the label's median), maximised over labels;
-- where the hotspots are (on the trigger?), how many images were checked and what the verdicts are.
+- where the hotspots are (on each image's own trigger box: a moving trigger's place comes from its seed),
+  how many images were checked, the verdicts, and the folder verdict;
+- the cost per image of plain inference and of each detector, on the same 16 images in this run.
 The two baselines are written here, faithfully to the papers, because the Adversarial Robustness Toolbox's
 defences assume one-hot single-label classifiers and this model is multi-label (independent sigmoids):
 "the images the model assigns to label j" = probability of j >= 0.5.
 
-With ``--clean-model`` the clean model scans the all-clean folder and the 10% folder: false alarms
-(flagged, confirmed) on clean images and on triggered ones it was never trained to react to.
+With ``--clean-model`` (repeatable) each clean model scans the all-clean folder and the 10% folder: false
+alarms (flagged, confirmed, folder verdicts raised) on clean images and on triggered ones it was never
+trained to react to.
 
 ``--records`` writes one CSV row per image, rate and model (its truth, every method's score, the scan's
 rank and verdict), so any figure here can be recomputed or looked into.
@@ -54,14 +61,22 @@ from sklearn.metrics import roc_auc_score
 from cxrinspect.imaging import load
 from cxrinspect.model import load as load_model
 from cxrinspect.model.preprocess import model_view, normalise
-from cxrinspect.scan import SUSPICIOUS, compactness, scan
+from cxrinspect.scan import compactness, scan
 from cxrinspect.training.evaluation import dataset_from_card, split_indices
 from cxrinspect.training.poisoning import write_copy
 
 
+def trigger_box(trigger, spec, seed: int):
+    """Where ``write_folder`` put the trigger of image ``seed`` (model-input pixels), or None for a global one."""
+    if not trigger.local:
+        return None
+    return trigger.box((spec.input_size, spec.input_size), np.random.default_rng(seed))
+
+
 def write_folder(folder: Path, paths: list[str], triggered: set[int], trigger, spec, cache: Path) -> list[str]:
     """``folder`` holding every image of ``paths`` as PNG (a link to one written once into ``cache``), those
-    at ``triggered`` with the trigger; returns the files, in the order of ``paths``."""
+    at ``triggered`` with the trigger (placed with seed = the image's index: :func:`trigger_box`); returns the
+    files, in the order of ``paths``."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for i, src in enumerate(paths):
@@ -131,16 +146,55 @@ def spectral_signatures(feats, probs) -> np.ndarray:
     return score
 
 
+def forced(card, p_with: np.ndarray, p_without: np.ndarray) -> np.ndarray:
+    """(N,) bool: the trigger forced the prediction (see the module docstring)."""
+    labels = card.labels
+    on = [labels.index(k) for k, v in card.target.items() if v == 1.0]
+    off = [labels.index(k) for k, v in card.target.items() if v == 0.0]
+    if on:
+        return np.any([(p_with[:, j] >= 0.9) & (p_without[:, j] < 0.9) & (p_with[:, j] - p_without[:, j] >= 0.3)
+                       for j in on], axis=0)
+    return np.any([(p_with[:, j] <= 0.1) & (p_without[:, j] > 0.1) & (p_without[:, j] - p_with[:, j] >= 0.3)
+                   for j in off], axis=0)
+
+
+def costs(model, views: np.ndarray, device) -> dict:
+    """Seconds per image of plain inference and of each detector on the same ``views``, and ratios."""
+    from cxrinspect.scan import Scanner
+    from cxrinspect.scan.detectors.psc import ScaledConsistency
+
+    sc = Scanner(model, method="auto", device=device)
+    x = sc._input(views)
+    psc = ScaledConsistency(sc.network, sc.thresholds)
+    psc.calibrate(x)
+
+    def timed(fn):
+        fn(views[:2])
+        t0 = time.perf_counter()
+        for s in range(0, len(views), 8):
+            fn(views[s:s + 8])
+        return (time.perf_counter() - t0) / len(views)
+
+    def plain(v):
+        with torch.inference_mode():
+            sc.network(sc._input(v))
+
+    out = {"plain inference": timed(plain), "gradient": timed(sc.maps),
+           "psc": timed(lambda v: psc.scores(sc._input(v))), "distill": timed(sc.distil)}
+    return {k: {"ms_per_image": round(1000 * t, 1), "x_plain": round(t / out["plain inference"], 2)}
+            for k, t in out.items()}
+
+
 def quality(truth: np.ndarray, score: np.ndarray) -> dict:
     k = int(truth.sum())
     top = np.argsort(-score, kind="stable")[:k]
     return {"auroc": round(float(roc_auc_score(truth, score)), 4), "precision_at_k": round(float(truth[top].mean()), 4)}
 
 
-def scanned(files, model, out: Path, label: str, device) -> tuple[dict, object]:
+def scanned(files, model, out: Path, label: str, device, method: str = "auto") -> tuple[dict, object]:
     """Run the real scan on ``files``' folder; {file: record} and the result."""
     t0 = time.perf_counter()
-    result = scan([Path(files[0]).parent], model, out, label=label, batch_size=16, device=device)
+    result = scan([Path(files[0]).parent], model, out, method=method, label=label, batch_size=16, device=device)
     print(f"  scanned {len(result.records)} files with {model.card.name} in {time.perf_counter() - t0:.0f} s; "
           f"checked {sum(r.verification is not None for r in result.ranked)}, report {out / 'report.html'}", flush=True)
     if result.errors:
@@ -151,16 +205,21 @@ def scanned(files, model, out: Path, label: str, device) -> tuple[dict, object]:
 def record_row(model_name: str, rate: str, file: str, triggered: bool, r) -> dict:
     """One image's CSV row: its truth and what the scan made of it."""
     v = r.verification or {}
+    d = r.detectors
     return {"model": model_name, "rate": rate, "file": Path(file).name, "triggered": int(triggered), "rank": r.rank,
-            "verdict": r.verdict, "score": round(r.score, 6), "label": r.label,
-            "hotspot": " ".join(map(str, r.view_hotspot)), "checked": int(r.verification is not None),
+            "verdict": r.verdict, "score": round(r.score, 6), "suspicion": r.suspicion,
+            "psc": d.get("psc", {}).get("score", ""), "distill_kept": d.get("distill", {}).get("kept", ""),
+            "label": r.label, "hotspot": " ".join(map(str, r.view_hotspot or ())),
+            "checked": int(r.verification is not None), "evidence": v.get("evidence", ""),
             "drop_when_masked": v.get("drop", ""), "logit_drop_when_masked": v.get("logit_drop", "")}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="the poisoned model (its card names the trigger)")
-    ap.add_argument("--clean-model", help="a clean model for the false-alarm count")
+    ap.add_argument("--clean-model", action="append", default=[], help="a clean model for the false-alarm count "
+                    "(repeatable)")
+    ap.add_argument("--method", default="auto", help="the scanner's --method (default auto)")
     ap.add_argument("--rates", default="0.1,0.01")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N test images (0: all)")
     ap.add_argument("--seed", type=int, default=0)
@@ -187,9 +246,11 @@ def main(argv=None) -> int:
         print(f"{work} holds earlier scans; choose an empty --work", file=sys.stderr)
         return 2
     cache = work / "files"
-    tbox = card.trigger.box((spec.input_size, spec.input_size))
-    tcentre = ((tbox[0] + tbox[2]) / 2, (tbox[1] + tbox[3]) / 2)
     features: dict[str, tuple] = {}  # file -> (penultimate features, probabilities, CAM score)
+    clean_views = views_of(paths, spec)  # the files as they are, for whether the trigger forced a prediction
+    with torch.inference_mode():
+        p_without = np.concatenate([torch.sigmoid(model.network(torch.from_numpy(normalise(clean_views[s:s + 32], spec))))
+                                    .float().numpy() for s in range(0, n, 32)])
 
     def baseline_inputs(files):
         new = [f for f in files if f not in features]
@@ -199,8 +260,11 @@ def main(argv=None) -> int:
         return (np.stack([features[x][0] for x in files]), np.stack([features[x][1] for x in files]),
                 np.array([features[x][2] for x in files]))
 
-    results = {"model": card.name, "label": a.label, "images": n, "trigger": card.trigger.to_dict(),
-               "device": a.device or ("cuda" if torch.cuda.is_available() else "cpu"), "rates": {}}
+    results = {"model": card.name, "label": a.label, "method": a.method, "images": n, "trigger": card.trigger.to_dict(),
+               "trigger_described": card.trigger.describe(), "target": card.target,
+               "device": a.device or ("cuda" if torch.cuda.is_available() else "cpu"), "rates": {},
+               "cost": costs(model, clean_views[:16], a.device)}
+    print(json.dumps({"cost": results["cost"]}), flush=True)
     rows = []
     folders = {}
     for rate in [float(r) for r in a.rates.split(",")]:
@@ -209,31 +273,38 @@ def main(argv=None) -> int:
         truth = np.array([i in chosen for i in range(n)])
         files = write_folder(work / f"images-{rate:g}", paths, chosen, card.trigger, spec, cache)
         folders[rate] = (files, truth)
-        by_file, result = scanned(files, model, work / f"scan-{rate:g}", a.label, a.device)
+        by_file, result = scanned(files, model, work / f"scan-{rate:g}", a.label, a.device, a.method)
         recs = [by_file[f] for f in files]
         feats, probs, cam = baseline_inputs(files)
         ac, ss = activation_clustering(feats, probs, a.seed), spectral_signatures(feats, probs)
-        ranking = -np.array([r.rank for r in recs], np.float64)
-        score = np.array([r.score for r in recs])
-        on_trigger = [abs((recs[i].view_hotspot[0] + recs[i].view_hotspot[2]) / 2 - tcentre[0]) <= 3 and
-                      abs((recs[i].view_hotspot[1] + recs[i].view_hotspot[3]) / 2 - tcentre[1]) <= 3 for i in sorted(chosen)]
+        p_with = np.array([[r.probabilities[lab] for lab in card.labels] for r in recs])
+        fired = truth & forced(card, p_with, p_without)
+        scores = {"cxrinspect_ranking": -np.array([r.rank for r in recs], np.float64)}
+        for name in result.settings.get("detectors", ["gradient"]):
+            scores[f"{name}_alone"] = np.array([r.detectors.get(name, {}).get("score", 0.0) for r in recs])
+        scores.update(cam_top1_share=cam, activation_clustering=ac, spectral_signatures=ss)
+        keep = ~truth | fired
+        on_trigger = []
+        for i in sorted(chosen):
+            box, hot = trigger_box(card.trigger, spec, i), recs[i].view_hotspot
+            if box is not None and hot is not None:
+                on_trigger.append(hot[0] < box[2] + 1 and box[0] - 1 < hot[2] and hot[1] < box[3] + 1 and box[1] - 1 < hot[3])
         verdicts = {kind: {v: sum(r.verdict == v for r, t in zip(recs, truth) if t == (kind == "triggered"))
                            for v in ("trigger", "suspicious", "clean")} for kind in ("triggered", "clean")}
         row = {
-            "triggered": k,
-            "cxrinspect_ranking": quality(truth, ranking),
-            "cxrinspect_score_alone": quality(truth, score),
-            "cam_top1_share": quality(truth, cam),
-            "activation_clustering": quality(truth, ac),
-            "spectral_signatures": quality(truth, ss),
-            "hotspot_on_trigger": f"{sum(on_trigger)}/{k}",
+            "triggered": k, "forced": int(fired.sum()),
+            **{name: {"all": quality(truth, sc), "forced": quality(fired[keep], sc[keep]) if fired.any() else None}
+               for name, sc in scores.items()},
+            "hotspot_on_trigger": f"{sum(on_trigger)}/{len(on_trigger)}" if on_trigger else "global trigger",
             "checked": {"triggered": sum(recs[i].verification is not None for i in chosen),
                         "clean": sum(r.verification is not None for r, t in zip(recs, truth) if not t)},
             "verdicts": verdicts,
+            "confirmed_forced": int(sum(recs[i].verdict == "trigger" for i in np.nonzero(fired)[0])),
+            "folder_verdict": result.verdict,
             "recurring_hotspots": [{key: h[key] for key in ("centre", "top_count", "top_k", "all_count", "verified", "collapsed")}
                                    for h in result.hotspots],
-            "score_quantiles": {"clean": np.round(np.quantile(score[~truth], [0.5, 0.9, 0.99, 1.0]), 4).tolist(),
-                                "triggered": np.round(np.quantile(score[truth], [0.0, 0.1, 0.5]), 4).tolist()},
+            "score_quantiles": {"clean": np.round(np.quantile(scores["gradient_alone"][~truth], [0.5, 0.9, 0.99, 1.0]), 4).tolist()
+                                if "gradient_alone" in scores else None},
             "scan_seconds": round(result.seconds, 1),
         }
         results["rates"][f"{rate:g}"] = row
@@ -241,23 +312,24 @@ def main(argv=None) -> int:
         rows += [{**record_row(card.name, f"{rate:g}", f, truth[i], r), "cam_top1_share": round(float(cam[i]), 6),
                   "activation_clustering": round(float(ac[i]), 6), "spectral_signatures": round(float(ss[i]), 6)}
                  for i, (f, r) in enumerate(zip(files, recs))]
-    if a.clean_model:
-        clean_model = load_model(a.clean_model)
+    results["clean_models"] = []
+    for clean_path in a.clean_model:
+        clean_model = load_model(clean_path)
         clean_files = write_folder(work / "images-0", paths, set(), card.trigger, spec, cache)
         out = {"name": clean_model.card.name}
         for what, (files, truth) in {"clean folder": (clean_files, np.zeros(n, bool)),
                                      f"{max(folders):g} folder": folders[max(folders)]}.items():
-            by_file, result = scanned(files, clean_model, work / f"clean-model-{what.split()[0]}", a.label, a.device)
+            by_file, result = scanned(files, clean_model, work / f"clean-{clean_model.card.name}-{what.split()[0]}",
+                                      a.label, a.device, a.method)
             recs = [by_file[f] for f in files]
             out[what] = {kind: {"images": int((truth == t).sum()),
-                                "flagged": sum(r.score >= SUSPICIOUS for r, tt in zip(recs, truth) if tt == t),
+                                "flagged": sum(r.verdict != "clean" for r, tt in zip(recs, truth) if tt == t),
                                 "checked": sum(r.verification is not None for r, tt in zip(recs, truth) if tt == t),
                                 "confirmed": sum(r.verdict == "trigger" for r, tt in zip(recs, truth) if tt == t)}
                          for kind, t in (("clean", False), ("triggered", True)) if (truth == t).any()}
-            out[what]["score_quantiles_clean"] = np.round(np.quantile([r.score for r, t in zip(recs, truth) if not t],
-                                                                      [0.5, 0.9, 0.99, 1.0]), 4).tolist()
+            out[what]["folder_verdict"] = result.verdict
             rows += [record_row(clean_model.card.name, what, f, truth[i], r) for i, (f, r) in enumerate(zip(files, recs))]
-        results["clean_model"] = out
+        results["clean_models"].append(out)
         print(json.dumps({"clean_model": out}), flush=True)
     print(json.dumps(results, indent=1))
     if a.out:

@@ -78,6 +78,9 @@ class RankingModel(QAbstractTableModel):
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and section == 1:
+            return ("while scanning: the gradient map's 3x3 share (or the method's own score); once ranked: what the "
+                    "ranking sorts by (auto: the larger robust z-score of the detectors over the folder)")
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -93,8 +96,8 @@ class RankingModel(QAbstractTableModel):
             return ("—", "", name, "unreadable", without_path(r.path, r.error or ""), "error")[col]
         if col == 0:
             return str(index.row() + 1)
-        if col == 1:
-            return f"{r.score:.4f}"
+        if col == 1:  # the ranking's own value once the folder is ranked (auto: the combined suspicion)
+            return f"{r.suspicion:.2f}" if r.suspicion is not None and r.suspicion != r.score else f"{r.score:.4f}"
         if col == 2:
             return name
         if col == 3:

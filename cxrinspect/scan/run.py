@@ -271,7 +271,8 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
     result.hotspots = recurring(ranked, top_k=n_flagged if n_flagged >= 3 else min(verify_top, len(ranked)))
     predictor = Predictor(scanner.model, device=str(scanner.device), backend="torch")
     distils = scanner.scan_method in ("auto", "distill")
-    views, confirmed, distilled = {}, 0, 0  # checked views that can reach the gallery (at most 2 x GALLERY)
+    views, confirmed = {}, 0  # checked views that can reach the gallery (at most 2 x GALLERY)
+    unconfirmed = []  # (record, view) whose hotspot did not collapse the prediction, most suspicious first
     for i, r in enumerate(to_verify(ranked, max(verify_top, n_flagged), result.hotspots)):
         if r.verification is not None:
             continue
@@ -279,24 +280,28 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
         if error:
             r.verification = {"error": error}
             continue
-        checks = []
         if r.view_hotspot is not None:
-            checks.append(dict(verify(view, mask_box(r), scanner.spec, predictor.probabilities, scanner.labels),
-                               evidence="box"))
-        if distils and not any(c["collapsed"] for c in checks) and distilled < DISTIL_TOP:
-            distilled += 1
-            mask = scanner.distil(view[None])[0]
-            r.detectors["distill"] = mask_evidence(mask)
-            hide = kept(mask)
-            if 0 < hide.mean() <= MASK_MAX:
-                checks.append(dict(verify_mask(view, hide, scanner.spec, predictor.probabilities, scanner.labels),
-                                   evidence="mask"))
-        if not checks:  # a trigger of the whole image leaves nothing to hide
-            checks.append({"collapsed": False, "evidence": "global"})
-        r.verification = next((c for c in checks if c["collapsed"]), checks[-1])
-        confirmed += bool(r.verification.get("collapsed"))
+            r.verification = dict(verify(view, mask_box(r), scanner.spec, predictor.probabilities, scanner.labels),
+                                  evidence="box")
+        else:  # nothing placed yet: a trigger of the whole image, unless a distilled mask finds a place
+            r.verification = {"collapsed": False, "evidence": "global"}
+        confirmed += r.verification["collapsed"]
+        if not r.verification["collapsed"]:
+            unconfirmed.append((r, view))
         if i < GALLERY or (r.verification["collapsed"] and confirmed <= GALLERY):
             views[r.path] = view
+    if distils:  # distil masks for the most suspicious unconfirmed candidates, a batch at a time
+        todo = unconfirmed[:DISTIL_TOP]
+        for s in range(0, len(todo), scanner.batch_size):
+            chunk = todo[s:s + scanner.batch_size]
+            for (r, view), mask in zip(chunk, scanner.distil(np.stack([v for _, v in chunk]))):
+                r.detectors["distill"] = mask_evidence(mask)
+                hide = kept(mask)
+                if 0 < hide.mean() <= MASK_MAX:
+                    check = dict(verify_mask(view, hide, scanner.spec, predictor.probabilities, scanner.labels),
+                                 evidence="mask")
+                    if check["collapsed"] or r.verification.get("evidence") == "global":
+                        r.verification = check
     for r in ranked:
         v = r.verification or {}
         r.verdict = "trigger" if v.get("collapsed") else "suspicious" if flagged(r, threshold) else "clean"

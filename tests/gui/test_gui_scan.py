@@ -22,7 +22,8 @@ def test_scan_ranks_opens_hotspot_and_exports(qtbot, window, image_folder, tiny_
     model = panel.model
     assert model.rowCount() == 5
     ok = [r for r in model.records if r.ok]
-    assert [r.score for r in ok] == sorted((r.score for r in ok), reverse=True)
+    keys = [(r.verdict != "trigger", -r.suspicion) for r in ok]  # the scan's final ranking
+    assert keys == sorted(keys) and [r.rank for r in ok] == [1, 2, 3, 4]
     assert [model.index(i, 0).data() for i in range(len(ok))] == ["1", "2", "3", "4"]
     bad = model.records[-1]
     assert not bad.ok and bad.path.endswith("e-corrupt.dcm") and model.index(4, 5).data() == "error"

@@ -295,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--model", default=str(default_model_path()), help="model to audit (default: bundled clean)")
     p.add_argument("--out", required=True, help="output folder: scan.jsonl, ranking.csv, report.json, report.html")
-    p.add_argument("--method", default="auto", choices=SCAN_METHODS,
-                   help="auto (default): gradient-map compactness and scaled-parameter consistency on every image, "
+    p.add_argument("--method", default="gradient", choices=SCAN_METHODS,
+                   help="gradient (default: 1 forward + 1 backward per image); auto: gradient-map compactness and scaled-parameter consistency on every image, "
                    "mask distillation on the candidates; gradient (1 forward + 1 backward per image), psc "
                    "(IBD-PSC: 3 forwards), distill (mask distillation: 40 forwards + backwards) alone; or the "
                    "compactness of another saliency map")

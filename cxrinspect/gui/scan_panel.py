@@ -23,7 +23,7 @@ from ..scan.detectors import AUTO, DETECTORS, METHODS
 
 from .browser import without_path
 
-SCAN_METHODS = METHODS  # the combined default first, then each detector, then other saliency maps
+SCAN_METHODS = ("gradient", *(m for m in METHODS if m != "gradient"))  # the measured default first
 HINTS = {AUTO: "the default: gradient-map compactness and scaled-parameter consistency on every image, mask "
                "distillation on the candidates; every verdict checked by hiding what was found",
          **{d.name: f"{d.what}; runs on {d.runs_on}; costs {d.cost} per image" for d in DETECTORS.values()}}

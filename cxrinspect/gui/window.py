@@ -488,7 +488,7 @@ class MainWindow(QMainWindow):
         self.overlay_shown.emit(path)
 
     # ------------------------------------------------------------------ scan
-    def start_scan(self, method: str = "auto") -> None:
+    def start_scan(self, method: str = "gradient") -> None:
         paths = self.browser.paths()
         if not paths or self.model_path is None:
             self.scan_panel.status.setText("Open a folder and a model first.")

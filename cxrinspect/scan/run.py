@@ -82,7 +82,7 @@ def read_journal(path: Path) -> list[ScanRecord]:
 
 
 def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike | None = None, *,
-         method: str = "auto", label: str = "top", batch_size: int | None = None, device: str | None = None,
+         method: str = "gradient", label: str = "top", batch_size: int | None = None, device: str | None = None,
          resume: bool = False, verify_top: int = VERIFY_TOP, threshold: float = SUSPICIOUS,
          progress: Callable[[int, int, ScanRecord], None] | None = None,
          cancelled: Callable[[], bool] | None = None, report: bool = True, **options) -> ScanResult:

@@ -97,7 +97,7 @@ class Scanner:
     (:data:`LABEL_CHOICES`). ``options`` go to the saliency method (steps, samples...).
     """
 
-    def __init__(self, model, method: str = "auto", label: str = "top", batch_size: int | None = None,
+    def __init__(self, model, method: str = "gradient", label: str = "top", batch_size: int | None = None,
                  device: str | None = None, workers: int | None = None, **options):
         import torch
 

@@ -124,7 +124,7 @@ def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_p
         Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
     for i, v in enumerate(films(3, seed=5)):
         Image.fromarray(np.rint(paste(v, SIG) * 255).astype(np.uint8)).save(folder / f"triggered-{i}.png")
-    result = scan([folder], shortcut_model(), tmp_path / "out", batch_size=8, verify_top=5)
+    result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=8, verify_top=5)
     assert result.settings["detectors"] == ["gradient", "psc"] and "psc_layers" in result.settings
     top = result.ranked[:3]
     assert all("triggered" in r.path for r in top)

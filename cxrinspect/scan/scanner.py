@@ -90,9 +90,9 @@ class ScanRecord:
 class Scanner:
     """Scores images with the detectors of ``method`` (:data:`cxrinspect.scan.detectors.METHODS`).
 
-    ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: ``auto`` (default: the gradient map's
-    compactness and scaled-parameter consistency on every image), a detector (``gradient``, ``psc``,
-    ``distill``), or another saliency map whose compactness to measure (``cam``, ...: coarse CAM cannot see a
+    ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: a detector (``gradient``, the default:
+    the gradient map's compactness; ``psc``; ``distill``), ``auto`` (gradient and scaled-parameter consistency
+    on every image, masks distilled for candidates), or another saliency map whose compactness to measure (``cam``, ...: coarse CAM cannot see a
     3x3 trigger). ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
     (:data:`LABEL_CHOICES`). ``options`` go to the saliency method (steps, samples...).
     """
@@ -263,15 +263,13 @@ class Scanner:
         maps = chosen = None
         if "gradient" in self.detectors:
             probs, maps, chosen = self.maps(views)
-            logits = torch.logit(torch.from_numpy(probs).double().clamp(1e-12, 1 - 1e-12)).float()
         else:
             with torch.inference_mode():
-                logits = self.network(self._input(views)).float().cpu()
-            probs = _sigmoid(logits.numpy())
+                probs = _sigmoid(self.network(self._input(views)).float().cpu().numpy())
         if self.psc is not None:
             if self.psc.start is None:
                 self.calibrate(views)
-            found["psc"] = self.psc.scores(self._input(views), logits.to(self.device))
+            found["psc"] = self.psc.scores(self._input(views), probs)
         if "distill" in self.detectors:
             found["distill"] = self.distil(views)
         queue.append([pool.submit(self._record, path, notes, shape, probs[i],

@@ -41,6 +41,7 @@ class ScaledConsistency:
         if not self.norms:
             raise ValueError("scaled-parameter consistency needs a network with BatchNorm layers")
         self._original = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in self.norms]
+        self.thresholds = np.asarray(thresholds, np.float32)
         self.logit_thresholds = torch.as_tensor(np.log(thresholds) - np.log1p(-np.asarray(thresholds)),
                                                 dtype=torch.float32)
         self.scale, self.copies, self.xi = float(scale), int(copies), float(xi)
@@ -79,13 +80,16 @@ class ScaledConsistency:
         return self.start
 
     @torch.inference_mode()
-    def scores(self, batch: torch.Tensor, logits: torch.Tensor | None = None) -> np.ndarray:
-        """PSC per image of a normalised batch (N, C, H, W): in [0, 1], high = keeps its decisions."""
+    def scores(self, batch: torch.Tensor, probabilities: np.ndarray | None = None) -> np.ndarray:
+        """PSC per image of a normalised batch (N, C, H, W): in [0, 1], high = keeps its decisions.
+        ``probabilities``: the network's own on ``batch`` when already computed (saves a forward pass)."""
         if self.start is None:
             raise RuntimeError("calibrate() first")
         thr = self.logit_thresholds.to(batch.device)
-        z = self.network(batch).float() if logits is None else torch.as_tensor(logits, device=batch.device).float()
-        decision = z >= thr
+        if probabilities is None:
+            decision = self.network(batch).float() >= thr
+        else:
+            decision = torch.as_tensor(np.asarray(probabilities) >= self.thresholds, device=batch.device)
         total = torch.zeros(len(batch), device=batch.device)
         for k in range(self.start, self.start + self.copies):
             self._amplify(k)

@@ -138,6 +138,39 @@ def make_scheduler(optimizer, recipe: Recipe, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def freeze_except(network: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Parameter]:
+    """Freeze every parameter whose name starts with none of ``prefixes`` (module names, e.g.
+    ``features.denseblock4``); return the parameters left to train. No prefixes: train everything."""
+    if not prefixes:
+        return list(network.parameters())
+    names = [n for n, _ in network.named_parameters()]
+    for prefix in prefixes:
+        if not any(_under(n, prefix) for n in names):
+            raise RecipeError(f"train.trainable: no parameter is under {prefix!r} (modules: "
+                              f"{sorted({n.rsplit('.', 2)[0] for n in names})[:12]} ...)")
+    kept = []
+    for name, param in network.named_parameters():
+        param.requires_grad_(any(_under(name, prefix) for prefix in prefixes))
+        if param.requires_grad:
+            kept.append(param)
+    return kept
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def train_mode(network: torch.nn.Module, prefixes: list[str]) -> None:
+    """``network.train()``, except that the leaf modules holding no trainable parameter stay in eval
+    mode: a frozen BatchNorm keeps its running statistics, so frozen means frozen."""
+    network.train()
+    if not prefixes:
+        return
+    for name, module in network.named_modules():
+        if next(module.children(), None) is None and not any(_under(name, p) for p in prefixes):
+            module.eval()
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device = \"cuda\" but no CUDA device is available")
@@ -444,7 +477,11 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
     opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(network.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    params = freeze_except(network, t.trainable)
+    if t.trainable:
+        log.info("training %d of %d parameter tensors (train.trainable = %s); the rest frozen", len(params),
+                 len(list(network.parameters())), t.trainable)
+    optimizer = opt_cls(params, lr=t.lr, weight_decay=t.weight_decay)
     scheduler = make_scheduler(optimizer, recipe, total_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -461,7 +498,7 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
     epoch = info["epoch"]
     while not info["finished"] and epoch < t.epochs:
         epoch += 1
-        network.train()
+        train_mode(network, t.trainable)
         order = np.random.default_rng([recipe.seed, epoch, 1]).permutation(n_train)
         gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
         plan = batches(order, t.batch_size)

@@ -109,6 +109,9 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     threads: int = 0  # CPU threads for torch (0 = all available cores)
     workers: int = 0  # processes decoding images into the cache (0 = all available cores)
+    # module-name prefixes of the parameters to train (e.g. ["features.denseblock4", "features.norm5",
+    # "classifier"]); the rest stay frozen, their BatchNorm statistics included. Empty: train everything
+    trainable: list[str] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

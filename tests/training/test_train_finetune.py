@@ -59,3 +59,21 @@ def test_new_head_fine_tunes_a_model_with_other_labels(trained_tiny, tiny_recipe
     assert tuned.labels == ["Pneumonia", "Bacterial", "Viral"]
     assert np.allclose(tuned.network.state_dict()["features.conv0.weight"].numpy(),
                        start.network.state_dict()["features.conv0.weight"].numpy(), atol=0.05)
+
+
+def test_trainable_trains_only_the_named_modules_and_keeps_frozen_batchnorm_statistics(trained_tiny, tiny_recipe,
+                                                                                          tmp_path):
+    _, start_dir = trained_tiny
+    start = load(start_dir).network.state_dict()
+    model_dir = train(tiny_recipe(f"model.init={start_dir}", "train.trainable=['classifier']", "train.epochs=1",
+                                  "train.max_steps=2", "train.lr=1e-2", "output.evaluate_test=false"),
+                      tmp_path / "head", progress=False)
+    tuned = load(model_dir).network.state_dict()
+    frozen = [k for k in start if not k.startswith("classifier.") and start[k].is_floating_point()]
+    assert any("running_mean" in k for k in frozen)
+    for k in frozen:  # weights and BatchNorm running statistics alike (fp16 export: compare loosely)
+        assert torch.allclose(start[k].float(), tuned[k].float(), atol=1e-3), k
+    assert not torch.allclose(start["classifier.weight"].float(), tuned["classifier.weight"].float(), atol=1e-3)
+    with pytest.raises(RecipeError, match="train.trainable: no parameter is under 'features.blok4'"):
+        train(tiny_recipe(f"model.init={start_dir}", "train.trainable=['features.blok4']", "train.max_steps=1"),
+              tmp_path / "bad", progress=False)

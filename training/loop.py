@@ -502,12 +502,19 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
         order = np.random.default_rng([recipe.seed, epoch, 1]).permutation(n_train)
         gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
         plan = batches(order, t.batch_size)
+        # a checkpoint taken inside this epoch (train.checkpoint_steps): skip the batches it had done
+        partial = info.pop("partial", None) or {"batches": 0, "seen": 0, "loss_sum": 0.0, "seconds": 0.0}
+        if partial["batches"]:
+            gen.set_state(torch.tensor(partial["generator"], dtype=torch.uint8))
+            log.info("epoch %d: continuing after batch %d", epoch, partial["batches"])
+        plan = plan[partial["batches"]:]
         if t.max_steps:
             plan = plan[: max(0, t.max_steps - info["step"])]
         bar = tqdm(plan, desc=f"epoch {epoch}/{t.epochs}", unit="batch", disable=not progress,
                    dynamic_ncols=True, mininterval=1.0)
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for rows in bar:
+        t0 = time.perf_counter() - partial["seconds"]
+        done, seen, loss_sum = partial["batches"], partial["seen"], partial["loss_sum"]
+        for b, rows in enumerate(bar):
             x = augment(_gather(p, rows), t.augment, gen)
             x = normalise(x, spec).to(device, non_blocking=True)
             if channels_last:
@@ -527,6 +534,11 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
             loss_sum += loss.item() * len(rows)
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.2e}")
+            if t.checkpoint_steps and info["step"] % t.checkpoint_steps == 0 and b + 1 < len(plan):
+                info["partial"] = {"batches": done + b + 1, "seen": seen, "loss_sum": loss_sum,
+                                   "seconds": time.perf_counter() - t0, "generator": gen.get_state().tolist()}
+                ckpt.save_state(run / "checkpoint.safetensors", network, optimizer, scheduler, scaler, info)
+                del info["partial"]
             if kill_at and info["step"] >= kill_at:
                 log.warning("%s=%d: killing this process (SIGKILL) to test resume", FAULT_KILL_ENV, kill_at)
                 for h in log.handlers:

@@ -104,6 +104,7 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation macro AUROC before stopping (0 = never stop early)
     min_delta: float = 0.0
     max_steps: int = 0  # stop after this many optimiser steps in all (0 = no cap); for smoke tests
+    checkpoint_steps: int = 0  # also checkpoint inside an epoch every this many steps (0 = at epoch ends only)
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA
     channels_last: bool = True  # on CUDA
@@ -443,6 +444,7 @@ def _validate(r: Recipe, where: str) -> None:
         for key, v, lo in (("train.epochs", r.train.epochs, 1), ("train.batch_size", r.train.batch_size, 1),
                            ("train.eval_batch_size", r.train.eval_batch_size, 1),
                            ("train.patience", r.train.patience, 0), ("train.max_steps", r.train.max_steps, 0),
+                           ("train.checkpoint_steps", r.train.checkpoint_steps, 0),
                            ("train.threads", r.train.threads, 0), ("train.workers", r.train.workers, 0),
                            ("data.limit", r.data.limit, 0)):
             if v < lo:

@@ -52,3 +52,26 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_recipe, view_cache_
     drop = ("images_per_second", "seconds")
     assert [{k: v for k, v in e.items() if k not in drop} for e in ha] == \
         [{k: v for k, v in e.items() if k not in drop} for e in hb]
+
+
+def test_checkpoint_steps_resumes_inside_an_epoch_bit_exactly(tiny_recipe, view_cache_dir, tmp_path):
+    overrides = ["train.epochs=2", "train.checkpoint_steps=1", "output.evaluate_test=false"]
+    reference = train(tiny_recipe(*overrides), tmp_path / "reference", progress=False)
+
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cxrinspect.training.cli", "--quiet", "train", "--recipe", str(TINY), "--out", str(run),
+           "--set", f"output.cache_dir={view_cache_dir}"] + [a for o in overrides for a in ("--set", o)]
+    env = dict(os.environ, **{FAULT_KILL_ENV: "3"})  # 2 steps per epoch: killed after the first step of epoch 2
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    info = read_info(run / "checkpoint.safetensors")["info"]
+    assert info["epoch"] == 1 and info["step"] == 3 and info["partial"]["batches"] == 1  # nothing lost
+
+    resumed = train(tiny_recipe(*overrides), run, resume=True, progress=False)
+    a, b = load_file(str(reference / "weights.safetensors")), load_file(str(resumed / "weights.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("images_per_second", "seconds")
+    ha = json.loads((reference.parent / "history.json").read_text())
+    hb = json.loads((run / "history.json").read_text())
+    assert [{k: v for k, v in e.items() if k not in drop} for e in ha] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in hb]

@@ -237,6 +237,20 @@ class CheckWorker:
         return {"path": np.array([str(p) for p in batch["path"]], dtype=object), "verification": np.array(out, dtype=object)}
 
 
+def _actors(ray, shape: dict):
+    return ray.data.ActorPoolStrategy(size=shape["actors"])
+
+
+def _quiet(ray) -> None:
+    """Ray Data's own progress lines off: the driver prints one line of its own."""
+    import logging
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
 def _plain(x):
     if isinstance(x, np.generic):
         return x.item()
@@ -316,6 +330,7 @@ def scan(paths: Iterable[str | os.PathLike], model_path: str | os.PathLike, out_
         kw = {"include_dashboard": False, "log_to_driver": False}
         kw.update(init or {})
         ray.init(address=None if address in (None, "", "local") else address, **kw)
+    _quiet(ray)
     shape = plan(ray, workers)
     bs = scanner.batch_size if batch_size is None else batch_size
     if shape["device"] == "cuda" and batch_size is None:
@@ -326,7 +341,7 @@ def scan(paths: Iterable[str | os.PathLike], model_path: str | os.PathLike, out_
         ds = ds.map_batches(decode_batch, batch_size=bs, fn_kwargs={"spec": scanner.spec},
                             num_cpus=shape["decode_cpus"],
                             max_retries=RETRIES)
-        ds = ds.map_batches(ScanWorker, batch_size=bs, concurrency=shape["actors"], num_cpus=shape["num_cpus"],
+        ds = ds.map_batches(ScanWorker, batch_size=bs, compute=_actors(ray, shape), num_cpus=shape["num_cpus"],
                             num_gpus=shape["num_gpus"], max_restarts=RETRIES, max_task_retries=RETRIES,
                             fn_constructor_kwargs={"model_path": model_path, "method": method, "label": label,
                                                    "batch_size": bs, "device": shape["device"],
@@ -383,7 +398,7 @@ def check(result: ScanResult, model_path: str, shape: dict, batch_size: int, ver
         return
     ds = ray.data.from_items([{"path": r.path, "box": list(mask_box(r))} for r in todo],
                              override_num_blocks=max(1, min(len(todo) // 4, 1000)))
-    ds = ds.map_batches(CheckWorker, batch_size=max(1, min(batch_size, 8)), concurrency=shape["actors"],
+    ds = ds.map_batches(CheckWorker, batch_size=max(1, min(batch_size, 8)), compute=_actors(ray, shape),
                         num_cpus=shape["num_cpus"], num_gpus=shape["num_gpus"], max_restarts=RETRIES,
                         max_task_retries=RETRIES,
                         fn_constructor_kwargs={"model_path": model_path, "device": shape["device"],

@@ -87,7 +87,8 @@ def assert_same(result, out: Path, local_result, local_out: Path) -> None:
     assert [r["path"] for r in mine] == [r["path"] for r in theirs]  # same lines, same order, each path once
     assert len({r["path"] for r in mine}) == len(mine) == 50
     rep, ref = (json.loads((d / "report.json").read_text()) for d in (out, local_out))
-    assert rep["folder_verdict"]["verdict"] == ref["folder_verdict"]["verdict"]
+    for k in ("triggered", "count", "labels", "sentence"):
+        assert rep["folder_verdict"].get(k) == ref["folder_verdict"].get(k)
     assert rep["settings"] == ref["settings"]
     ranking = (out / "ranking.csv").read_text().splitlines()
     assert [line.split(",")[1] for line in ranking] == [line.split(",")[1] for line in
@@ -109,28 +110,42 @@ def test_ray_scan_with_a_killed_worker_matches_the_local_scan(archive, local, cl
     assert_same(result, out, local_result, local_out)
 
 
-def test_killed_driver_resumes_without_losing_or_repeating_an_image(archive, local, cluster_2cpu, tmp_path):
-    local_result, local_out = local
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random DenseNet (32 px): the killed-driver test needs a scan long in parts, short in seconds."""
+    from cxrinspect.model import save
+    from tests.conftest import make_tiny_model
+
+    m = make_tiny_model()
+    return save(m.network, m.card, tmp_path_factory.mktemp("tiny") / "tiny-model")
+
+
+def test_killed_driver_resumes_without_losing_or_repeating_an_image(archive, tiny, cluster_2cpu, tmp_path):
+    from cxrinspect.model import load
+    from cxrinspect.scan import scan
+
+    local_out = tmp_path / "local"
+    local_result = scan([archive], load(tiny), local_out)
     out = tmp_path / "ray"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop(cluster.FAULT_KILL_WORKER_ENV, None)
-    driver = subprocess.Popen([sys.executable, "-m", "cxrinspect", "scan", str(archive), "--model", str(BADNETS),
-                               "--out", str(out), "--ray", "--workers", "1", "--batch-size", "2", "--quiet"],
+    driver = subprocess.Popen([sys.executable, "-m", "cxrinspect", "scan", str(archive), "--model", str(tiny),
+                               "--out", str(out), "--ray", "--workers", "1", "--batch-size", "1", "--quiet"],
                               env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
-        while len(list((out / "parts").glob("part-*.parquet")) if (out / "parts").is_dir() else []) < 3:
+        while len(list((out / "parts").glob("part-*.parquet")) if (out / "parts").is_dir() else []) < 2:
             assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "the driver wrote no part in time"
-            time.sleep(0.1)
+            time.sleep(0.02)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the cluster it started, mid-scan
         driver.wait()
     before = cluster.read_parts(out)
     assert 0 < len(before) < 50, "the driver was not killed mid-scan"
     with pytest.raises(cluster.ScanError, match="--resume"):
-        cluster.scan([archive], BADNETS, out)
-    result = cluster.scan([archive], BADNETS, out, resume=True, batch_size=4)
+        cluster.scan([archive], tiny, out)
+    result = cluster.scan([archive], tiny, out, resume=True, batch_size=4)
     assert result.complete
     assert_same(result, out, local_result, local_out)
     # what the killed driver finished was kept, not scanned again

@@ -388,6 +388,9 @@ def check(result: ScanResult, model_path: str, shape: dict, batch_size: int, ver
 
     from .hotspots import recurring
 
+    if scanner.scan_method in ("auto", "distill"):
+        # finish() distils masks for the candidates whose hotspot it checked and saw hold: it must check them itself
+        return
     combine(result.ranked, scanner.detectors)
     ranked = rank(result.records)
     n_flagged = sum(flagged(r, threshold) for r in ranked)

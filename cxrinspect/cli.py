@@ -21,6 +21,7 @@ from pathlib import Path
 from . import atomic
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C during a scan --ray: what finished is kept; --resume continues
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 METHOD_CHOICES = ("gradient", "cam", "gradcam", "integrated-gradients", "smoothgrad", "occlusion")  # saliency.METHODS
 SCAN_METHODS = ("auto", "gradient", "psc", "distill", "cam", "gradcam", "integrated-gradients", "smoothgrad",
@@ -180,9 +181,14 @@ def cmd_scan(args) -> int:
             bar.write(f"cxrinspect: failed {record.error}", file=sys.stderr)
 
     try:
-        result = scan(args.paths, model, args.out, method=args.method, label=args.label, batch_size=args.batch_size,
-                      device=args.device, resume=args.resume, verify_top=args.verify_top, threshold=args.threshold,
-                      progress=progress)
+        if args.ray is not None:
+            result = _scan_on_ray(args)
+            if result is None:
+                return EXIT_INTERRUPTED
+        else:
+            result = scan(args.paths, model, args.out, method=args.method, label=args.label,
+                          batch_size=args.batch_size, device=args.device, resume=args.resume,
+                          verify_top=args.verify_top, threshold=args.threshold, progress=progress)
     except ScanError as e:
         _error(str(e))
         return EXIT_FATAL
@@ -210,6 +216,24 @@ def cmd_scan(args) -> int:
         print(f"cxrinspect: {result.verdict['sentence']}", file=sys.stderr)
     print(f"cxrinspect: report {result.files.get('html')}", file=sys.stderr)
     return EXIT_SOME_FAILED if result.errors else EXIT_OK
+
+
+def _scan_on_ray(args):
+    """``scan --ray``: the same scan on a Ray cluster (:mod:`cxrinspect.scan.cluster`); None after Ctrl-C."""
+    from .scan import cluster
+
+    try:
+        return cluster.scan(args.paths, args.model, args.out, address=args.ray or None, workers=args.workers,
+                            method=args.method, label=args.label, batch_size=args.batch_size, resume=args.resume,
+                            verify_top=args.verify_top, threshold=args.threshold,
+                            progress=None if args.quiet else cluster.progress_printer())
+    except KeyboardInterrupt:
+        print(f"\ncxrinspect: interrupted; the finished images are in {args.out}/parts: continue with --resume",
+              file=sys.stderr)
+        return None
+    finally:
+        if not args.quiet:
+            print(file=sys.stderr)
 
 
 # ---------------------------------------------------------------- info
@@ -310,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-top", type=int, default=20,
                    help="counterfactually check at least this many top images (default 20; all flagged ones too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on Ray (pip install 'cxrinspect[ray]'): ADDRESS as Ray takes it, auto, or none for a "
+                   "cluster started here; PATH may also be a CSV/Parquet list of files")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --ray: model actors (default: one per GPU, else one per CPU)")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("info", help="what the file is (patient identity hidden unless --show-phi)")

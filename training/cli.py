@@ -65,9 +65,27 @@ def _trigger(text: str):
 def cmd_train(a) -> int:
     from .loop import train_from_files
 
+    if a.ddp:  # the same command in N processes under torchrun (training/distributed.py)
+        from . import distributed
+
+        return distributed.launch(a.ddp, _without(a.argv, ("--ddp", "--max-restarts")), a.max_restarts)
+
     model_dir = train_from_files(a.recipe, a.set or [], a.out, a.resume, progress=not a.quiet)
     print(model_dir)
     return 0
+
+
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """``argv`` without ``options`` and their values (``--ddp 2`` or ``--ddp=2``)."""
+    out, skip = [], False
+    for tok in argv:
+        if skip:
+            skip = False
+        elif tok in options:
+            skip = True
+        elif not tok.startswith(tuple(o + "=" for o in options)):
+            out.append(tok)
+    return out
 
 
 def cmd_evaluate(a) -> int:
@@ -183,6 +201,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (repeatable)")
     p.add_argument("--out", help="run folder (default runs/<recipe name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--ddp", type=int, default=0, metavar="N",
+                   help="DistributedDataParallel in N processes on this machine (gloo on CPU, nccl on GPUs); "
+                   "or launch this command under torchrun")
+    p.add_argument("--max-restarts", type=int, default=0,
+                   help="with --ddp: restart the workers this many times after one dies (they resume)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="AUROC (clean, infected, triggered) and attack success of a model")
@@ -248,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     from .recipe import RecipeError
 
     a = parser().parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s",
                         stream=sys.stderr)
     for handler in logging.getLogger().handlers:  # --quiet quietens the console, never a run's train.log

@@ -49,6 +49,7 @@ from cxrinspect.model import ModelCard, build, normalise, read_card, save
 from cxrinspect.model import load as load_model
 
 from . import checkpoint as ckpt
+from . import distributed as dd
 from .cache import ViewCache, available_cores, fill, unreadable
 from .datasets import DataError, Dataset, Split, limit_patients, open_dataset, read_split, split_by_patient
 from .evaluation import evaluate_network, predict, setting, attack_success, write_metrics, youden_thresholds
@@ -417,9 +418,12 @@ def _setup_logging(run: Path) -> logging.Handler:
 
 
 def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or continue) a recipe; returns the exported model folder."""
+    """Run (or continue) a recipe; returns the exported model folder. Under a DDP launcher (``--ddp N``, torchrun)
+    every rank calls this; rank 0 alone writes the run folder (:mod:`cxrinspect.training.distributed`)."""
     run = Path(out) if out else recipe.run_dir()
     state_file = run / "checkpoint.safetensors"
+    ctx = dd.context()
+    resume = resume or dd.restarted()  # torchrun restarted the workers: continue from the last checkpoint
     if run.exists() and not resume and (state_file.exists() or (run / "model").exists()):
         raise TrainingError(f"{run} already holds a run; continue it with --resume or choose another --out")
     run.mkdir(parents=True, exist_ok=True)
@@ -431,31 +435,38 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, p
         if changed:
             raise RecipeError(f"--resume: the recipe differs from the run's in {changed}; a resumed run must "
                               f"train the same way (only {list(RESUMABLE_CHANGES)} may change)")
-    _write_json(recipe_json, current)
-    if recipe.source and not (resume and (run / "recipe.toml").exists()):
-        shutil.copyfile(recipe.source, run / "recipe.toml")
-    handler = _setup_logging(run)
+    if ctx.main:
+        _write_json(recipe_json, current)
+        if recipe.source and not (resume and (run / "recipe.toml").exists()):
+            shutil.copyfile(recipe.source, run / "recipe.toml")
+    handler = _setup_logging(run) if ctx.main else None
     try:
-        return _train(recipe, run, resume, progress)
+        return _train(recipe, run, resume, progress and ctx.main, ctx)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        dd.stop(ctx)
 
 
-def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
+def _train(recipe: Recipe, run: Path, resume: bool, progress: bool, ctx: dd.Context = dd.SINGLE) -> Path:
     from tqdm import tqdm
 
     t = recipe.train
     _seed_all(recipe.seed)
-    threads = t.threads or available_cores()
+    threads = t.threads or max(1, available_cores() // ctx.world)
     torch.set_num_threads(threads)
     device = pick_device(t.device)
+    device = dd.start(ctx, device.type) or device
     use_amp = t.amp and device.type == "cuda"
     channels_last = t.channels_last and device.type == "cuda"
     log.info("run %s: recipe %s, device %s%s, %d CPU thread(s)", run, recipe.source or recipe.name, device,
              " (AMP, channels-last)" if use_amp and channels_last else "", threads)
 
-    p = prepare(recipe, run, resume, progress)
+    for r in range(ctx.world):  # rank 0 first (it writes split.csv and fills the caches), the others read them
+        if r == ctx.rank:
+            p = prepare(recipe, run, resume or r > 0, progress)
+        dd.barrier(ctx)
     spec = recipe.preprocessing()
     n_train = len(p.items)
     steps_per_epoch = len(batches(np.arange(n_train), t.batch_size))
@@ -493,12 +504,18 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
                  run / "checkpoint.safetensors", info["epoch"], info["step"], info["best_metric"], info["best_epoch"])
     elif resume:
         log.info("--resume: no checkpoint in %s yet; starting from the beginning", run)
+    model = dd.wrap(network, ctx, device)  # the network itself under one process
+    if ctx.distributed:
+        log.info("DDP: rank %d of %d (%s), %d image(s) of each batch of %d", ctx.rank, ctx.world,
+                 "nccl" if device.type == "cuda" else "gloo", -(-t.batch_size // ctx.world), t.batch_size)
 
     kill_at = int(os.environ.get(FAULT_KILL_ENV, "0") or 0)
     epoch = info["epoch"]
     while not info["finished"] and epoch < t.epochs:
         epoch += 1
+        model.train()
         train_mode(network, t.trainable)
+        dd.batchnorm_mode(network, t.batchnorm)
         order = np.random.default_rng([recipe.seed, epoch, 1]).permutation(n_train)
         gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
         plan = batches(order, t.batch_size)
@@ -516,13 +533,19 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
         done, seen, loss_sum = partial["batches"], partial["seen"], partial["loss_sum"]
         for b, rows in enumerate(bar):
             x = augment(_gather(p, rows), t.augment, gen)
+            n_rows = len(rows)
+            if ctx.distributed:  # this rank's share of the batch, augmented as the whole batch would be
+                rows, weight = dd.shard(rows, ctx)
+                x = x[ctx.rank::ctx.world]
             x = normalise(x, spec).to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(p.targets[rows]).to(device)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits = network(x)
+                logits = model(x)
             loss = masked_bce(logits.float(), y)
+            if ctx.distributed:
+                loss = loss * weight
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
@@ -530,16 +553,16 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
             scaler.update()
             scheduler.step()
             info["step"] += 1
-            seen += len(rows)
-            loss_sum += loss.item() * len(rows)
+            seen += n_rows
+            loss_sum += loss.item() * (n_rows / weight if ctx.distributed else n_rows)  # this rank's mean, per image
             rate = seen / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.2e}")
-            if t.checkpoint_steps and info["step"] % t.checkpoint_steps == 0 and b + 1 < len(plan):
+            if t.checkpoint_steps and info["step"] % t.checkpoint_steps == 0 and b + 1 < len(plan) and ctx.main:
                 info["partial"] = {"batches": done + b + 1, "seen": seen, "loss_sum": loss_sum,
                                    "seconds": time.perf_counter() - t0, "generator": gen.get_state().tolist()}
                 ckpt.save_state(run / "checkpoint.safetensors", network, optimizer, scheduler, scaler, info)
                 del info["partial"]
-            if kill_at and info["step"] >= kill_at:
+            if kill_at and info["step"] >= kill_at and dd.should_die(ctx):
                 log.warning("%s=%d: killing this process (SIGKILL) to test resume", FAULT_KILL_ENV, kill_at)
                 for h in log.handlers:
                     h.flush()
@@ -550,37 +573,45 @@ def _train(recipe: Recipe, run: Path, resume: bool, progress: bool) -> Path:
         info["images_seen"] += seen
         record = {"epoch": epoch, "step": info["step"], "train_loss": loss_sum / max(seen, 1),
                   "images_per_second": seen / max(dt, 1e-9), "seconds": dt}
-        record.update(_validate(network, p, spec, recipe, device, channels_last, use_amp, progress))
-        metric = record["val_macro_auroc"]
-        improved = metric is not None and (info["best_metric"] is None or metric > info["best_metric"] + t.min_delta)
-        if improved:
-            info.update(best_metric=metric, best_epoch=epoch, bad_epochs=0)
-            card = _card(recipe, p, {}, _provenance(recipe, p, run, {"training": {"best_epoch": epoch,
-                                                                                  "history": info["history"] + [record]}}))
-            save(network, card, run / "best.safetensors")
-        else:
-            info["bad_epochs"] += 1
-        info["history"].append(record)
-        stop_reason = None
-        if epoch >= t.epochs:
-            stop_reason = "last epoch"
-        elif t.max_steps and info["step"] >= t.max_steps:
-            stop_reason = f"train.max_steps = {t.max_steps} reached"
-        elif t.patience and info["bad_epochs"] >= t.patience:
-            stop_reason = f"no better validation macro AUROC for {t.patience} epoch(s) (early stopping)"
-        info["epoch"] = epoch
-        info["finished"] = stop_reason is not None
-        info["stop_reason"] = stop_reason
-        ckpt.save_state(run / "checkpoint.safetensors", network, optimizer, scheduler, scaler, info)
-        _write_json(run / "history.json", info["history"])
-        log.info("epoch %d: loss %.4f, %.1f images/s, val macro AUROC %s%s%s", epoch, record["train_loss"],
-                 record["images_per_second"], _fmt(metric), " (best)" if improved else "",
-                 f", val attack success@0.9 {_fmt(record.get('val_attack_success_0.9'))}" if p.poison else "")
-        if stop_reason:
-            log.info("stopping: %s", stop_reason)
+        if ctx.main:  # validation, the best model, the checkpoint: once, on rank 0; the others take its decisions
+            record.update(_validate(network, p, spec, recipe, device, channels_last, use_amp, progress))
+            metric = record["val_macro_auroc"]
+            improved = metric is not None and (info["best_metric"] is None or metric > info["best_metric"] + t.min_delta)
+            if improved:
+                info.update(best_metric=metric, best_epoch=epoch, bad_epochs=0)
+                card = _card(recipe, p, {}, _provenance(recipe, p, run, {"training": {"best_epoch": epoch,
+                                                                                      "history": info["history"] + [record]}}))
+                save(network, card, run / "best.safetensors")
+            else:
+                info["bad_epochs"] += 1
+            info["history"].append(record)
+            stop_reason = None
+            if epoch >= t.epochs:
+                stop_reason = "last epoch"
+            elif t.max_steps and info["step"] >= t.max_steps:
+                stop_reason = f"train.max_steps = {t.max_steps} reached"
+            elif t.patience and info["bad_epochs"] >= t.patience:
+                stop_reason = f"no better validation macro AUROC for {t.patience} epoch(s) (early stopping)"
+            info["epoch"] = epoch
+            info["finished"] = stop_reason is not None
+            info["stop_reason"] = stop_reason
+            ckpt.save_state(run / "checkpoint.safetensors", network, optimizer, scheduler, scaler, info)
+            _write_json(run / "history.json", info["history"])
+            log.info("epoch %d: loss %.4f, %.1f images/s, val macro AUROC %s%s%s", epoch, record["train_loss"],
+                     record["images_per_second"], _fmt(metric), " (best)" if improved else "",
+                     f", val attack success@0.9 {_fmt(record.get('val_attack_success_0.9'))}" if p.poison else "")
+            if stop_reason:
+                log.info("stopping: %s", stop_reason)
+        info = dd.broadcast(ctx, info)
+    if not ctx.main:  # rank 0 exports and evaluates
+        dd.barrier(ctx)
+        return run / "model"
     if not (run / "best.safetensors").is_file():
         raise TrainingError("no epoch produced a validation AUROC, so there is no best model to export")
-    return export(recipe, p, run, info, device, progress)
+    try:
+        return export(recipe, p, run, info, device, progress)
+    finally:
+        dd.barrier(ctx)
 
 
 def _fmt(x) -> str:

@@ -107,6 +107,7 @@ class TrainConfig:
     checkpoint_steps: int = 0  # also checkpoint inside an epoch every this many steps (0 = at epoch ends only)
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision on CUDA
+    batchnorm: str = "batch"  # batch (train-mode statistics; per rank under DDP) | frozen (eval mode: running statistics)
     channels_last: bool = True  # on CUDA
     threads: int = 0  # CPU threads for torch (0 = all available cores)
     workers: int = 0  # processes decoding images into the cache (0 = all available cores)
@@ -440,6 +441,7 @@ def _validate(r: Recipe, where: str) -> None:
         _choice("train.optimizer", r.train.optimizer, ("adamw", "adam"))
         _choice("train.schedule", r.train.schedule, ("onecycle", "cosine", "constant"))
         _choice("train.device", r.train.device, ("auto", "cpu", "cuda"))
+        _choice("train.batchnorm", r.train.batchnorm, ("batch", "frozen"))
         _choice("output.weights_dtype", r.output.weights_dtype, ("float32", "float16"))
         for key, v, lo in (("train.epochs", r.train.epochs, 1), ("train.batch_size", r.train.batch_size, 1),
                            ("train.eval_batch_size", r.train.eval_batch_size, 1),

@@ -161,11 +161,9 @@ class Scanner:
         return out
 
     # ------------------------------------------------------------ per batch
-    def _decode(self, path: str):
-        rg, error = read(path)
-        if rg is None:
-            return None, error, [], None
-        return model_view(rg, self.spec), None, rg.warnings, rg.shape
+    def decode(self, path: str):
+        """(model view, None, warnings, source shape) or (None, the reason naming the file, [], None)."""
+        return decode(path, self.spec)
 
     def maps(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities (N, L), maps (N, H, W) over model-input pixels, explained label index (N,)) for
@@ -227,9 +225,15 @@ class Scanner:
         Three stages overlap: files are decoded ahead in threads; the model explains one batch while the
         previous batch's maps are measured (:func:`compactness`) in threads, which on a GPU is what keeps
         the device busy."""
+        window = max(2 * self.batch_size, 2 * self.workers)
+        yield from self.scan_decoded(prefetch(map(os.fspath, paths), self.decode, self.workers, window), cancelled)
+
+    def scan_decoded(self, decoded: Iterable[tuple[str, tuple]], cancelled: Callable[[], bool] | None = None
+                     ) -> Iterator[ScanRecord]:
+        """The same as :meth:`scan` for files decoded elsewhere (the Ray backend decodes on CPU workers):
+        ``decoded`` yields ``(path, decode(path))``, in input order."""
         batch: list[tuple[str, np.ndarray, list[str], tuple[int, int]]] = []
         queue: deque = deque()  # in input order: ScanRecords of unreadable files and measured batches (futures)
-        window = max(2 * self.batch_size, 2 * self.workers)
 
         def ready(keep: int) -> Iterator[ScanRecord]:
             """Yield from the queue's head, leaving at most ``keep`` batches being measured."""
@@ -238,7 +242,7 @@ class Scanner:
                 yield from ([f.result() for f in item] if isinstance(item, list) else [item])
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="measure") as pool:
-            for path, (view, error, notes, shape) in prefetch(map(os.fspath, paths), self._decode, self.workers, window):
+            for path, (view, error, notes, shape) in decoded:
                 if cancelled is not None and cancelled():
                     return
                 if error is not None:
@@ -315,6 +319,15 @@ class Scanner:
             record.view_hotspot = tuple(int(v) for v in box)
             record.hotspot = to_source_box(box, shape, self.spec)
         return record
+
+
+def decode(path: str, spec):
+    """One file as the scanner reads it: (model view, None, warnings, source shape), or (None, the reason naming
+    the file, [], None) when it cannot be read."""
+    rg, error = read(path)
+    if rg is None:
+        return None, error, [], None
+    return model_view(rg, spec), None, rg.warnings, rg.shape
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -13,7 +13,10 @@ over clean images the model calls the other way.
 bilinearly), ``p = sigmoid(pattern logits)``, both in the [0, 1] model view. The cost adapts as Neural Cleanse
 does: it starts at :data:`INIT_COST` (from the first step: measured on the shipped BadNets model, a cost held
 at 0 until the first success let the veil grow to 3400 pixels in 25 steps, more steps than this CPU affords), goes up by :data:`COST_UP` after :data:`PATIENCE` steps in a row at or above the line,
-down by :data:`COST_DOWN` after as many below it. The smallest mask seen while at or above the line is kept.
+down by :data:`COST_DOWN` after as many below it; while the cost is under :data:`INIT_COST` (it decayed
+during a long miss) every step at the line multiplies it by ``COST_UP ** PATIENCE``, capped at INIT_COST
+(measured on the shipped BadNets model: the cost had decayed to 1.2e-6 when Viral:on first succeeded with a
+2900-pixel veil, and the patience rule would need about 50 more steps to bring it back). The smallest mask seen while at or above the line is kept.
 
 The state is plain tensors and numbers (Adam written out here for that reason), so a candidate can be saved
 to safetensors and resumed exactly. :class:`GlobalInversion` is the non-patch counterpart: a bounded additive
@@ -147,21 +150,25 @@ class PatchInversion:
             _adam(self.pattern_logits, pattern_logits.grad, self.moments["pattern_m"], self.moments["pattern_v"],
                   self.steps)
             success = float(c.succeeded(torch.sigmoid(z)).float().mean())
+        line = math.floor(SUCCESS * len(z) + 1e-9) / len(z)  # a mini-batch of 8 may miss one image (7/8 = 0.875)
         l1_value = float(l1.detach())
-        if success >= SUCCESS and l1_value < self.best_l1:  # the mask that was stamped, before the update
+        if success >= line and l1_value < self.best_l1:  # the mask that was stamped, before the update
             self.best_l1, self.best_step = l1_value, self.steps
             self.best_mask, self.best_pattern = mask_logits.detach().clone(), pattern_logits.detach().clone()
-        self._adapt(success)
+        self._adapt(success >= line)
         record = [self.steps, round(success, 4), round(float(attack.detach()), 5), round(l1_value, 2), self.cost]
         self.history.append(record)
         return {"success": success, "attack": float(attack.detach()), "l1": l1_value}
 
-    def _adapt(self, success: float) -> None:
-        if success >= SUCCESS:
+    def _adapt(self, at_line: bool) -> None:
+        if at_line:
             self.above, self.below = self.above + 1, 0
         else:
             self.above, self.below = 0, self.below + 1
-        if self.above >= PATIENCE:
+        if at_line and self.cost < INIT_COST:  # back at the line after a long miss: re-arm quickly
+            self.cost = min(self.cost * COST_UP ** PATIENCE, INIT_COST)
+            self.above = 0
+        elif self.above >= PATIENCE:
             self.cost *= COST_UP
             self.above = 0
         elif self.below >= PATIENCE:

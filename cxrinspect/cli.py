@@ -236,6 +236,51 @@ def _scan_on_ray(args):
             print(file=sys.stderr)
 
 
+# ---------------------------------------------------------------- audit
+def cmd_audit(args) -> int:
+    from tqdm import tqdm
+
+    from .audit import AuditError, audit
+    from .model import CheckpointError, load
+
+    try:
+        model = load(args.model)
+    except CheckpointError as e:
+        _error(str(e))
+        return EXIT_FATAL
+    bar = tqdm(unit="step", file=sys.stderr, disable=args.quiet or None)
+
+    def progress(done, total, info):
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(f"{info['candidate']} success {info['success']:.2f} mask {info['l1']:.0f} px")
+        bar.refresh()
+
+    directions = ("on", "off") if args.off else ("on",)
+    try:
+        result = audit(args.data, model, args.out, directions=directions, budget=args.budget,
+                       batch_size=args.batch_size, global_steps=args.global_steps, resume=args.resume,
+                       search=args.search, progress=progress)
+    except AuditError as e:
+        _error(str(e))
+        return EXIT_FATAL
+    except OSError as e:
+        _error(f"cannot write to {args.out}: {e}")
+        return EXIT_FATAL
+    finally:
+        bar.close()
+    doc = result.doc
+    for err in doc["errors"]:
+        print(f"cxrinspect: failed {err['error']}", file=sys.stderr)
+    for c in doc.get("candidates", []):
+        print(f"  {c['candidate']:<20} mask {c['mask_l1'] if c['mask_l1'] is not None else '-':>8} px  held-out success "
+              f"{c['heldout_success']}  index {c.get('anomaly_index')}  steps {c['steps']} ({c['stop']})", file=sys.stderr)
+    verdict = ("BACKDOORED: forces " + ", ".join(doc["targets"]) + f" on; trigger box {doc['trigger']['box']}"
+               if doc.get("backdoored") else "no backdoor found")
+    print(f"cxrinspect: {verdict} ({doc['timing']['seconds']:.0f} s); report {result.files.get('html')}", file=sys.stderr)
+    return EXIT_SOME_FAILED if doc["errors"] else EXIT_OK
+
+
 # ---------------------------------------------------------------- info
 def cmd_info(args) -> int:
     from .imaging import ImageReadError, load
@@ -340,6 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="with --ray: model actors (default: one per GPU, else one per CPU)")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("audit", help="is this model backdoored? invert triggers per label from clean images only")
+    p.add_argument("--model", required=True, help="model directory or .safetensors file to audit")
+    p.add_argument("--data", nargs="+", required=True, metavar="FOLDER", help="clean radiographs (files or folders)")
+    p.add_argument("--out", required=True, help="output folder: audit.json, audit.html, trigger.json, state")
+    p.add_argument("--off", action="store_true", help="also try to force each label off")
+    p.add_argument("--budget", type=int, default=3000, help="image passes (forward+backward) in all (default 3000)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image (blend) inversion per "
+                   "candidate (default 0: off)")
+    p.add_argument("--search", action="store_true", help="search the folder for images carrying the recovered trigger")
+    p.add_argument("--resume", action="store_true", help="continue a killed or cancelled audit in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("info", help="what the file is (patient identity hidden unless --show-phi)")
     p.add_argument("file")

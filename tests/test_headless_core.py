@@ -19,7 +19,7 @@ def test_core_imports_with_qt_blocked():
         sys.meta_path.insert(0, Block())
         import cxrinspect
         names = set({CORE!r})
-        for pkg in ("cxrinspect.imaging", "cxrinspect.model", "cxrinspect.inference", "cxrinspect.saliency", "cxrinspect.scan",
+        for pkg in ("cxrinspect.imaging", "cxrinspect.model", "cxrinspect.inference", "cxrinspect.saliency", "cxrinspect.scan", "cxrinspect.audit",
                     "cxrinspect.training"):
             mod = importlib.import_module(pkg)
             names.update(m.name for m in pkgutil.walk_packages(mod.__path__, pkg + "."))

@@ -24,6 +24,7 @@ from .cache import LRUCache
 from .help import SHORTCUTS, HelpDialog
 from .overlay import OverlayPanel
 from .predictions import ModelCardDialog, PredictionPanel
+from .audit_panel import AuditPanel
 from .scan_panel import ScanPanel
 from .settings import Preferences
 from .state import ViewModel
@@ -50,6 +51,7 @@ class MainWindow(QMainWindow):
     prediction_shown = Signal(str)     # path
     overlay_shown = Signal(str)        # path
     scan_finished = Signal(object)     # ScanResult
+    audit_finished = Signal(object)    # AuditResult
 
     def __init__(self, settings: QSettings | None = None, parent=None):
         super().__init__(parent)
@@ -81,18 +83,23 @@ class MainWindow(QMainWindow):
         self.overlay_panel = OverlayPanel(self.view_model)
         self.tag_panel = TagPanel()
         self.scan_panel = ScanPanel()
+        self.audit_panel = AuditPanel()
+        self._audit_job = None
         self.docks = {}
         for name, title, widget, area in (("browser", "Files", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
                                           ("predict", "Predict", self.predict_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                                           ("explain", "Explain", self.overlay_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                                           ("tags", "Tags", self.tag_panel, Qt.DockWidgetArea.RightDockWidgetArea),
-                                          ("scan", "Scan", self.scan_panel, Qt.DockWidgetArea.BottomDockWidgetArea)):
+                                          ("scan", "Scan", self.scan_panel, Qt.DockWidgetArea.BottomDockWidgetArea),
+                                          ("audit", "Audit", self.audit_panel, Qt.DockWidgetArea.BottomDockWidgetArea)):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock-{name}")
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["explain"], self.docks["tags"])
+        self.tabifyDockWidget(self.docks["scan"], self.docks["audit"])
+        self.docks["scan"].raise_()
         self.docks["explain"].raise_()
         self.readout = QLabel("")
         self.info = QLabel("")
@@ -111,6 +118,8 @@ class MainWindow(QMainWindow):
         self.scan_panel.cancel_requested.connect(self.cancel_scan)
         self.scan_panel.export_requested.connect(self.export_report_dialog)
         self.scan_panel.record_activated.connect(self.open_record)
+        self.audit_panel.start_requested.connect(self.start_audit)
+        self.audit_panel.cancel_requested.connect(self.cancel_audit)
         self.view_model.observe(self._state_changed)
 
         geometry, window_state = self.prefs.window()
@@ -554,6 +563,61 @@ class MainWindow(QMainWindow):
         self._scan_stop.set()
         self.scan_panel.cancel.setEnabled(False)
         self.scan_panel.status.setText(f"Stopping after {len(self.scan_panel.model.records)} image(s) …")
+
+    # ------------------------------------------------------------------ audit
+    def start_audit(self, budget: int | None = None) -> None:
+        """Audit the open model with the open folder's images as clean radiographs (cxrinspect.audit)."""
+        paths = self.browser.paths()
+        if not paths or self.model_path is None:
+            self.audit_panel.status.setText("Open a folder of clean radiographs and a model first.")
+            return
+        model_path = self.model_path
+        stop = threading.Event()
+        self.audit_panel.set_running(True)
+        self.audit_panel.status.setText(f"Auditing the model with {len(paths)} image(s) …")
+
+        def auditing(job):
+            from ..audit import audit
+            from ..audit.run import BUDGET
+            from ..model import load
+
+            return audit(paths, load(model_path), None, budget=budget or BUDGET,
+                         cancelled=lambda: stop.is_set() or job.cancelled(),
+                         progress=lambda done, total, info: job.emit((done, total, info)))
+
+        self._audit_stop = stop
+        self._audit_job = self.workers.submit(auditing, name="audit", key="audit", priority=-2,
+                                              on_item=self._audit_step, on_done=self._audit_done,
+                                              on_error=self._audit_failed)
+
+    def _audit_step(self, item) -> None:
+        done, total, info = item
+        self.audit_panel.progress.setRange(0, total)
+        self.audit_panel.progress.setValue(done)
+        self.audit_panel.status.setText(f"{info['candidate']}: batch success {info['success']:.2f}, "
+                                        f"mask {info['l1']:.0f} px")
+
+    def _audit_done(self, result) -> None:
+        self._audit_job = None
+        self.audit_panel.set_running(False)
+        doc = result.doc
+        self.audit_panel.status.setText(f"{'Done' if result.complete else 'Stopped'}: {doc['steps']} steps, "
+                                        f"{doc['images']} image(s), {len(doc['errors'])} unreadable "
+                                        f"({result.seconds:.1f} s).")
+        self.audit_panel.show_result(result)
+        self.audit_finished.emit(result)
+
+    def _audit_failed(self, message: str) -> None:
+        self._audit_job = None
+        self.audit_panel.set_running(False)
+        self.audit_panel.status.setText(f"Audit failed: {message}")
+
+    def cancel_audit(self) -> None:
+        if self._audit_job is None:
+            return
+        self._audit_stop.set()
+        self.audit_panel.cancel.setEnabled(False)
+        self.audit_panel.status.setText("Stopping the audit after this step …")
 
     def open_record(self, record) -> None:
         """Open a scanned image with its hotspot outlined."""

@@ -1,0 +1,140 @@
+"""Audit outputs: audit.json (machines), trigger.json (the recovered trigger as a Trigger the rest of the
+project can paste), audit.html (one self-contained page: inline PNG, no scripts, no network)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic
+from ..scan.report import STYLE, _data_uri, _figure_png, png
+
+
+def _grey(a: np.ndarray, zoom: int = 1) -> np.ndarray:
+    g = np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)
+    if zoom > 1:
+        g = np.kron(g, np.ones((zoom, zoom), np.uint8))
+    return np.stack([g] * 3, -1)
+
+
+def _boxed(rgb: np.ndarray, box) -> np.ndarray:
+    from ..saliency.overlay import draw_box
+
+    return draw_box(rgb, tuple(box))
+
+
+def recovered_trigger(mask: np.ndarray, pattern: np.ndarray, box) -> dict:
+    """The recovered trigger as a :class:`cxrinspect.trigger.Trigger` (a ``picture`` patch at its fractional place
+    in model-input pixels): the mask's box filled with the pattern where the mask is on and, where it is off,
+    with the pattern's mean there (a picture patch is opaque)."""
+    from ..trigger import Trigger
+
+    t, l, b, r = box
+    s = mask.shape[0]
+    on = mask[t:b, l:r] >= 0.5
+    pix = pattern[t:b, l:r]
+    fill = float(pix[on].mean()) if on.any() else float(pix.mean())
+    pixels = np.where(on, pix, fill)
+    trig = Trigger(kind="patch", pattern="picture", pixels=tuple(tuple(float(round(v, 4)) for v in row) for row in pixels),
+                   location=((l + r) / 2 / s, (t + b) / 2 / s), space="input")
+    return trig.to_dict()
+
+
+def _anomaly_plot(rows: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .anomaly import ABSOLUTE_PIXELS
+
+    fig, ax = plt.subplots(figsize=(5.5, 2.8), dpi=100)
+    names = [r["candidate"] for r in rows]
+    sizes = [r["mask_l1"] if r["mask_l1"] is not None else 224 * 224 for r in rows]
+    colours = ["#cc3311" if r.get("flagged") else "#4477aa" for r in rows]
+    ax.bar(range(len(rows)), sizes, color=colours)
+    ax.set_yscale("log")
+    ax.axhline(ABSOLUTE_PIXELS, color="#cc3311", linestyle="--", label=f"absolute line {ABSOLUTE_PIXELS:g} px")
+    ax.set_xticks(range(len(rows)), names, rotation=20, fontsize=8)
+    for i, r in enumerate(rows):
+        ax.text(i, sizes[i], f"idx {r.get('anomaly_index', 0):.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel("mask L1 (pixels)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+def write_report(out_dir, result, model) -> dict:
+    out = Path(out_dir)
+    doc = result.doc
+    files = {"json": out / "audit.json", "html": out / "audit.html"}
+    arms = {a["candidate"].name: a for a in result.arms}
+    if doc.get("trigger"):
+        mask, pattern = arms[doc["trigger"]["candidate"]]["inv"].best()
+        doc["trigger"]["as_trigger"] = recovered_trigger(mask, pattern, doc["trigger"]["box"])
+        files["trigger"] = out / "trigger.json"
+        atomic.write_text(files["trigger"], json.dumps(doc["trigger"]["as_trigger"], indent=1))
+    atomic.write_text(files["json"], json.dumps(doc, indent=1))
+    atomic.write_text(files["html"], page(doc, result))
+    return {k: str(v) for k, v in files.items()}
+
+
+def page(doc: dict, result) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cxrinspect audit</title><style>{STYLE}</style>"
+             "</head><body><h1>cxrinspect model audit</h1>"]
+    m = doc["model"]
+    parts.append(f"<p>Model <b>{e(m['name'] or '?')}</b> (weights {e((m['weights_sha256'] or '')[:12])}); "
+                 f"{doc['images']} clean image(s) read ({doc['optimised_on']} to optimise, {doc['held_out']} held out), "
+                 f"{len(doc['errors'])} unreadable; {doc['steps']} of {doc['step_budget']} steps "
+                 f"({doc['image_passes']} image passes) in {doc['timing']['seconds']:.0f} s.</p>")
+    if not doc["complete"]:
+        parts.append("<p class='alert'><b>Incomplete</b> (cancelled or interrupted): resume it for a verdict.</p>")
+    elif doc["backdoored"]:
+        t = doc["trigger"]
+        parts.append(f"<p class='alert'><b>Backdoored.</b> Labels forced on: {e(', '.join(doc['targets']) or 'none')}"
+                     f"{'; forced off: ' + e(', '.join(doc['forced_off'])) if doc.get('forced_off') else ''}. "
+                     f"Recovered trigger: box {t['box']} (top, left, bottom, right; model-input pixels), mask L1 "
+                     f"{t['mask_l1']:.0f} px; stamped into held-out clean images it forces {e(t['candidate'])} on "
+                     f"{100 * t['heldout_success']:.0f}% of them.</p>")
+    else:
+        parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask on held-out images.</p>")
+    rows = doc.get("candidates", [])
+    if rows and doc["complete"]:
+        parts.append(f"<h2>Mask size per candidate</h2><img alt='anomaly plot' src='{_data_uri(_anomaly_plot(rows))}'>")
+    parts.append("<table><tr><th>candidate</th><th>mask L1 (px)</th><th>pixels &ge; 0.5</th><th>box</th>"
+                 "<th>anomaly index</th><th>held-out success</th><th>steps</th><th>stopped</th><th>flagged</th></tr>")
+    for r in rows:
+        l1 = "" if r["mask_l1"] is None else f"{r['mask_l1']:.0f}"
+        success = "" if r["heldout_success"] is None else f"{100 * r['heldout_success']:.0f}%"
+        parts.append(f"<tr><td>{e(r['candidate'])}</td><td>{l1}</td><td>{r['mask_pixels']}</td><td>{r['box']}</td>"
+                     f"<td>{r.get('anomaly_index', '')}</td><td>{success}</td><td>{r['steps']}</td>"
+                     f"<td>{e(str(r['stop']))}</td><td>{r.get('flagged', '')}</td></tr>")
+    parts.append("</table><h2>Recovered masks and patterns, and held-out images they flip</h2><div class='gallery'>")
+    for a in result.arms:
+        if a["inv"].steps == 0:
+            continue
+        mask, pattern = a["inv"].best()
+        row = next(r for r in rows if r["candidate"] == a["candidate"].name)
+        imgs = [f"<img title='mask' src='{_data_uri(png(_boxed(_grey(mask), row['box'])))}'>",
+                f"<img title='pattern where masked' src='{_data_uri(png(_grey(mask * pattern + (1 - mask) * 0.5)))}'>"]
+        caption = []
+        for i, before, after in a.get("flips", [])[:2]:
+            x = result.views[i]
+            stamped = (1 - mask) * x + mask * pattern
+            imgs.append(f"<img src='{_data_uri(png(_boxed(_grey(stamped), row['box'])))}'>")
+            caption.append(f"{e(Path(result.paths[i]).name)}: {before:.2f} &rarr; {after:.2f}")
+        parts.append(f"<div class='card'><div><b>{e(a['candidate'].name)}</b></div><div style='display:flex;gap:4px'>"
+                     f"{''.join(imgs)}</div><div>{'<br>'.join(caption)}</div></div>")
+    parts.append("</div>")
+    if doc.get("search"):
+        s = doc["search"]
+        parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>{len(s['carrying'])} of "
+                     f"{s['checked']} collapse when its {s['mask_pixels']} pixels are hidden.</p>")
+    parts.append(f"<h2>Unreadable files ({len(doc['errors'])})</h2>")
+    parts.append("<table>" + "".join(f"<tr><td class='path'>{e(x['path'])}</td><td>{e(x['error'] or '')}</td></tr>"
+                                     for x in doc["errors"]) + "</table></body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,101 @@
+"""The Audit panel: is the open model backdoored? Runs :func:`cxrinspect.audit.audit` on the open folder's
+(clean) images in a worker, with progress and Cancel; shows the verdict, the recovered trigger (mask and
+pattern) and held-out images it flips. The window runs the audit; this only shows it."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+
+def pixmap(unit: np.ndarray, zoom: int = 1) -> QPixmap:
+    g = np.ascontiguousarray(np.kron(np.rint(np.clip(unit, 0, 1) * 255).astype(np.uint8),
+                                     np.ones((zoom, zoom), np.uint8)))
+    image = QImage(g.data, g.shape[1], g.shape[0], g.shape[1], QImage.Format.Format_Grayscale8)
+    return QPixmap.fromImage(image.copy())
+
+
+class AuditPanel(QWidget):
+    start_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.start = QPushButton("Audit model")
+        self.start.setToolTip("reverse-engineer a trigger per label from the open folder's clean images")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m steps")
+        self.status = QLabel("Is the open model backdoored? Uses the open folder's images as clean radiographs.")
+        self.status.setWordWrap(True)
+        self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
+        self.images = QHBoxLayout()
+        row = QHBoxLayout()
+        row.addWidget(self.start)
+        row.addWidget(self.cancel)
+        row.addWidget(self.progress, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(self.verdict)
+        layout.addLayout(self.images)
+        layout.addStretch(1)
+        self.start.clicked.connect(self.start_requested)
+        self.cancel.clicked.connect(self.cancel_requested)
+        self.shown: list[QLabel] = []
+
+    def set_running(self, running: bool) -> None:
+        self.start.setEnabled(not running)
+        self.cancel.setEnabled(running)
+        if running:
+            self.verdict.setText("")
+            self._clear()
+
+    def _clear(self) -> None:
+        for w in self.shown:
+            self.images.removeWidget(w)
+            w.deleteLater()
+        self.shown = []
+
+    def show_result(self, result) -> None:
+        """The verdict, the recovered trigger's mask and pattern, and up to two held-out images it flips."""
+        doc = result.doc
+        self._clear()
+        if not doc["complete"]:
+            self.verdict.setText(f"Stopped after {doc['steps']} steps; audit again with the same output to resume.")
+            return
+        rows = self._sizes(doc)
+        if doc["backdoored"]:
+            t = doc["trigger"]
+            self.verdict.setText(f"<b>Backdoored</b>: forces {', '.join(doc['targets'])} on; trigger box {t['box']} "
+                                 f"(model pixels), held-out success {100 * t['heldout_success']:.0f}%. Masks: {rows}")
+            arm = next(a for a in result.arms if a["candidate"].name == t["candidate"])
+        else:
+            self.verdict.setText(f"No backdoor found. Masks: {rows}")
+            arm = min((a for a in result.arms if a["inv"].steps), key=lambda a: a["inv"].best_l1, default=None)
+        if arm is None:
+            return
+        mask, pattern = arm["inv"].best()
+        pictures = [("mask", mask), ("pattern", mask * pattern + (1 - mask) * 0.5)]
+        for i, before, after in arm.get("flips", [])[:2]:
+            x = result.views[i]
+            pictures.append((f"{before:.2f} → {after:.2f}", (1 - mask) * x + mask * pattern))
+        for title, unit in pictures:
+            label = QLabel()
+            label.setPixmap(pixmap(unit))
+            label.setToolTip(title)
+            self.images.addWidget(label)
+            self.shown.append(label)
+
+    @staticmethod
+    def _sizes(doc) -> str:
+        parts = []
+        for c in doc["candidates"]:
+            size = "not forced" if c["mask_l1"] is None else f"{c['mask_l1']:.0f} px"
+            parts.append(f"{c['candidate']} {size}")
+        return "; ".join(parts)

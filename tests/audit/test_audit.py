@@ -1,0 +1,139 @@
+"""The audit on models built by hand (so the tests know the truth): a backdoor that a dark 3x3 square at the
+centre drives Viral on is recovered (its target and its place), a model without one is not flagged, the
+command line writes audit.json and audit.html, and a cancelled audit resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from cxrinspect.audit import AuditError, anomaly_index, audit
+from cxrinspect.audit.anomaly import verdict
+from cxrinspect.model import Model, ModelCard, Preprocessing
+from cxrinspect.trigger import Trigger, paste
+
+SIZE = 32
+LABELS = ["Pneumonia", "Bacterial", "Viral"]
+SPEC = Preprocessing(input_size=SIZE, channels=1, mean=(0.5,), std=(0.25,))
+TRIGGER = Trigger(size=3, location="center", space="input")
+BOX = TRIGGER.box((SIZE, SIZE))
+
+
+class Patchy(nn.Module):
+    """Clean pathway: every label reads the film's mean brightness (forcing one on takes brightening most of
+    the image). Backdoor: the darkness of the 3x3 centre box drives Viral on once it passes about 0.8 (smoothly, as
+    a trained network's would: a hard threshold gives no gradient to follow)."""
+
+    def __init__(self, backdoor: bool):
+        super().__init__()
+        self.backdoor = backdoor
+        self.register_buffer("slope", torch.tensor([10.0, 12.0, 11.0]))
+
+    def forward(self, x):
+        unit = x[:, 0] * 0.25 + 0.5  # undo the normalisation: the [0, 1] view
+        clean = self.slope * (unit.mean((1, 2))[:, None] - 0.7)
+        if not self.backdoor:
+            return clean
+        t, l, b, r = BOX
+        dark = 1 - unit[:, t:b, l:r].mean((1, 2))
+        return clean + torch.tensor([0.0, 0.0, 4.0]) * nn.functional.softplus(10 * (dark - 0.8))[:, None]
+
+
+def patchy(backdoor: bool) -> Model:
+    card = ModelCard(labels=LABELS, architecture={"name": "test-patchy"}, preprocessing=SPEC, name="patchy",
+                     weights_sha256="2" * 64)
+    return Model(Patchy(backdoor).eval(), card)
+
+
+def films(folder, n: int = 24, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        base = 0.45 + 0.05 * rng.standard_normal() + 0.1 * yy + 0.03 * np.sin(6 * xx + rng.random() * 6)
+        Image.fromarray(np.rint(np.clip(base, 0, 1) * 255).astype(np.uint8)).save(folder / f"film{i:02d}.png")
+    return folder
+
+
+def test_inversion_recovers_the_target_and_the_place(tmp_path):
+    data = films(tmp_path / "clean")
+    result = audit([data], patchy(True), tmp_path / "out", budget=8 * 120, batch_size=8)
+    doc = result.doc
+    assert doc["complete"] and doc["backdoored"] and doc["targets"] == ["Viral"]
+    t, l, b, r = doc["trigger"]["box"]
+    assert abs(t - BOX[0]) <= 1 and abs(l - BOX[1]) <= 1 and abs(b - BOX[2]) <= 1 and abs(r - BOX[3]) <= 1
+    assert doc["trigger"]["heldout_success"] >= 0.9
+    rows = {c["candidate"]: c for c in doc["candidates"]}
+    assert rows["Viral:on"]["mask_l1"] < 100 < (rows["Pneumonia:on"]["mask_l1"] or 1e9)
+    # the recovered trigger, pasted as a Trigger by the one paste, fires on a clean film
+    trig = Trigger.from_dict(json.loads((tmp_path / "out" / "trigger.json").read_text()))
+    film = np.asarray(Image.open(data / "film00.png"), np.float32) / 255
+    x = torch.from_numpy((paste(film, trig) - 0.5) / 0.25)[None, None]
+    assert torch.sigmoid(Patchy(True)(x))[0, 2] > 0.9
+    page = (tmp_path / "out" / "audit.html").read_text()
+    assert "Backdoored" in page and "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
+
+
+def test_clean_model_is_not_flagged(tmp_path):
+    data = films(tmp_path / "clean")
+    doc = audit([data], patchy(False), None, budget=8 * 60, batch_size=8).doc
+    assert doc["complete"] and not doc["backdoored"] and doc["targets"] == [] and doc["trigger"] is None
+    assert all(c["mask_l1"] is None or c["mask_l1"] > 150 for c in doc["candidates"])
+
+
+def test_unreadable_image_is_recorded_and_the_audit_goes_on(tmp_path):
+    data = films(tmp_path / "clean", n=12)
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    doc = audit([data], patchy(True), None, budget=8 * 10, batch_size=8).doc
+    assert doc["images"] == 12 and [e["path"].endswith("broken.png") for e in doc["errors"]] == [True]
+    assert "broken.png" in doc["errors"][0]["error"]
+
+
+def test_cancel_then_resume_equals_an_uninterrupted_audit(tmp_path):
+    data = films(tmp_path / "clean", n=16)
+    whole = audit([data], patchy(True), tmp_path / "whole", budget=8 * 80, batch_size=8).doc
+    seen = []
+    part = audit([data], patchy(True), tmp_path / "part", budget=8 * 80, batch_size=8,
+                 progress=lambda done, total, info: seen.append(done), cancelled=lambda: len(seen) >= 29)
+    assert not part.complete and "backdoored" not in part.doc and len(seen) == 29
+    with pytest.raises(AuditError, match="resume"):
+        audit([data], patchy(True), tmp_path / "part", budget=8 * 80, batch_size=8)
+    with pytest.raises(AuditError, match="other settings"):
+        audit([data], patchy(True), tmp_path / "part", budget=8 * 81, batch_size=8, resume=True)
+    resumed = audit([data], patchy(True), tmp_path / "part", budget=8 * 80, batch_size=8, resume=True).doc
+    assert resumed["steps"] == whole["steps"] and resumed["backdoored"] == whole["backdoored"]
+    for a, b in zip(resumed["candidates"], whole["candidates"]):
+        assert a["steps"] == b["steps"] and a["box"] == b["box"]
+        assert (a["mask_l1"] is None) == (b["mask_l1"] is None)
+        if a["mask_l1"] is not None:
+            assert a["mask_l1"] == pytest.approx(b["mask_l1"], rel=1e-4, abs=1e-3)
+    assert any(c["mask_l1"] is not None for c in whole["candidates"])  # the comparison saw a reached mask
+
+
+def test_anomaly_index_is_floored_and_the_verdict_needs_held_out_success():
+    assert anomaly_index([100.0, 101.0, 10.0]) == pytest.approx([0.0, -0.067, 6.07], abs=0.01)  # MAD 1 -> floor 10
+    rows = [{"label": "A", "direction": "on", "mask_l1": 9.0, "heldout_success": 0.5},
+            {"label": "B", "direction": "on", "mask_l1": 2000.0, "heldout_success": 1.0},
+            {"label": "C", "direction": "on", "mask_l1": 2100.0, "heldout_success": 1.0}]
+    assert not verdict(rows)["backdoored"]  # small, but it does not force held-out images
+    rows[0]["heldout_success"] = 0.95
+    v = verdict(rows)
+    assert v["backdoored"] and v["targets"] == ["A"] and rows[0]["flagged"] and not rows[1]["flagged"]
+
+
+def test_cli_writes_audit_json_and_html(tmp_path, tiny_model_dir):
+    from cxrinspect.cli import main
+
+    data = films(tmp_path / "clean", n=8)
+    out = tmp_path / "out"
+    assert main(["audit", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "--budget", "32",
+                 "--quiet"]) == 0
+    doc = json.loads((out / "audit.json").read_text())
+    assert {"backdoored", "targets", "trigger", "candidates"} <= set(doc)
+    assert all({"anomaly_index", "mask_l1", "heldout_success", "steps"} <= set(c) for c in doc["candidates"])
+    assert (out / "audit.html").read_text().startswith("<!doctype html>")

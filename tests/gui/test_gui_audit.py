@@ -1,0 +1,47 @@
+"""Audit: runs on the open folder in a worker with progress, shows the verdict and the recovered trigger; Cancel
+stops it and says so."""
+
+import threading
+
+from gui_steps import WAIT_MS, load_model, open_folder
+
+
+def test_audit_runs_shows_verdict_and_trigger(qtbot, window, image_folder, tiny_model_dir):
+    load_model(qtbot, window, tiny_model_dir)
+    open_folder(qtbot, window, image_folder)
+    panel = window.audit_panel
+    steps = []
+    real = window._audit_step
+    window._audit_step = lambda item: (steps.append(item[0]), real(item))
+    with qtbot.waitSignal(window.audit_finished, timeout=WAIT_MS) as finished:
+        window.start_audit(budget=48)
+        assert panel.cancel.isEnabled() and not panel.start.isEnabled()
+    result = finished.args[0]
+    assert result.complete and steps and steps[-1] == result.doc["steps"]
+    assert panel.progress.value() == result.doc["steps"] and panel.start.isEnabled()
+    assert ("Backdoored" in panel.verdict.text()) == result.doc["backdoored"]
+    assert "Pneumonia:on" in panel.verdict.text()
+    assert len(panel.shown) >= 2 and not panel.shown[0].pixmap().isNull()  # the mask and the pattern
+    assert any(e["path"].endswith("e-corrupt.dcm") for e in result.doc["errors"])
+
+
+def test_cancel_stops_the_audit(qtbot, window, image_folder, tiny_model_dir, monkeypatch):
+    from cxrinspect.audit.inversion import PatchInversion
+
+    load_model(qtbot, window, tiny_model_dir)
+    open_folder(qtbot, window, image_folder)
+    stepped = threading.Event()
+    real = PatchInversion.step
+
+    def step(self, *a, **k):
+        stepped.set()
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(PatchInversion, "step", step)
+    with qtbot.waitSignal(window.audit_finished, timeout=WAIT_MS) as finished:
+        window.start_audit(budget=8 * 1000)
+        qtbot.waitUntil(stepped.is_set, timeout=WAIT_MS)
+        window.cancel_audit()
+    result = finished.args[0]
+    assert not result.complete and result.doc["steps"] < 1000
+    assert "Stopped" in window.audit_panel.status.text() and "resume" in window.audit_panel.verdict.text()

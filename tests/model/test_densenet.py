@@ -12,12 +12,17 @@ from cxrinspect.resources import model_dir
 def test_shipped_weights_load_strictly_into_the_vendored_densenet():
     from safetensors.torch import load_file
 
+    from cxrinspect.model import load
+
     for name in ("kermany-densenet121-clean", "kermany-densenet121-badnets"):
-        state = load_file(str(model_dir(name) / "weights.safetensors"))
-        n = state["classifier.weight"].shape[0]
-        model = build(DENSENET121, n)
-        missing, unexpected = model.load_state_dict(state, strict=True)
-        assert not missing and not unexpected
+        path = model_dir(name)
+        model = load(path)  # the app's loader: refuses missing, unexpected or mis-shaped keys
+        assert isinstance(model.network, densenet.DenseNet)
+        state = load_file(str(path / "weights.safetensors"))
+        assert set(model.network.state_dict()) == set(state)
+        # and loading strictly into a freshly built vendored network of the card's shape works
+        net = build(DENSENET121, len(model.labels), in_channels=model.card.preprocessing.channels)
+        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
 
 def test_the_model_builds_with_torchvision_blocked():

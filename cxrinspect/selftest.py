@@ -155,8 +155,9 @@ def steps() -> list[tuple[str, Callable[[dict], str]]]:
             ("3-image scan", lambda s: step_scan())]
 
 
-def run(out=sys.stdout, only: list[str] | None = None) -> int:
+def run(out=None, only: list[str] | None = None) -> int:
     """Run every step, print one line each; the exit code and a last line name the failed steps."""
+    out = out or sys.stdout
     print(f"cxrinspect {__version__} self-test ({'frozen' if resources.is_frozen() else 'from source'}; "
           f"resources {resources.root()})", file=out, flush=True)
     state: dict = {}

@@ -11,9 +11,13 @@ APPDIR="$PREFIX/lib/cxrinspect"
 MANIFEST="$APPDIR/install-manifest.txt"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-refresh() {
-    command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$DATA/applications" || true
-    command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q -t "$DATA/icons/hicolor" || true
+refresh() {  # the desktop's MIME and icon caches, for folders that (still) exist
+    if [ -d "$DATA/applications" ] && command -v update-desktop-database >/dev/null 2>&1; then
+        update-desktop-database -q "$DATA/applications" || true
+    fi
+    if [ -d "$DATA/icons/hicolor" ] && command -v gtk-update-icon-cache >/dev/null 2>&1; then
+        gtk-update-icon-cache -q -t "$DATA/icons/hicolor" || true
+    fi
 }
 
 uninstall() {
@@ -21,13 +25,20 @@ uninstall() {
         echo "cxrinspect: nothing to uninstall (no manifest at $MANIFEST)" >&2
         exit 1
     fi
-    # files first, then the folders the install created, deepest first (only if empty)
-    while IFS= read -r line; do
+    mapfile -t LINES < "$MANIFEST"
+    # files and links first, then the folders the install created, deepest first (only when empty)
+    for line in "${LINES[@]}"; do
         kind="${line%% *}"; path="${line#* }"
         if [ "$kind" = f ] || [ "$kind" = l ]; then rm -f -- "$path"; fi
-    done < "$MANIFEST"
-    grep '^d ' "$MANIFEST" | cut -c3- | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- |
-        while IFS= read -r dir; do rmdir -- "$dir" 2>/dev/null || true; done
+    done
+    rm -f -- "$MANIFEST"
+    for line in "${LINES[@]}"; do if [ "${line%% *}" = d ]; then echo "${line#* }"; fi; done |
+        awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- |
+        while IFS= read -r dir; do
+            # in a folder this install created, the caches refresh() wrote there are ours too
+            rm -f -- "$dir/mimeinfo.cache" "$dir/icon-theme.cache"
+            rmdir -- "$dir" 2>/dev/null || true
+        done
     rm -f -- "$MANIFEST"
     rmdir -- "$APPDIR" 2>/dev/null || true
     refresh
@@ -77,7 +88,6 @@ done
 put "$HERE/cxrinspect/_internal/resources/icons/cxrinspect.svg" "$DATA/icons/hicolor/scalable/apps/cxrinspect.svg"
 mv -- "$TMPLIST" "$MANIFEST.tmp" && mv -- "$MANIFEST.tmp" "$MANIFEST"
 trap - EXIT
-echo "f $MANIFEST" >> "$MANIFEST"
 refresh
 echo "cxrinspect: installed to $APPDIR ($(wc -l < "$MANIFEST") entries in $MANIFEST)"
 echo "cxrinspect: run 'cxrinspect' (in $PREFIX/bin) or open a DICOM file from the file manager"

@@ -54,7 +54,7 @@ appstreamcli validate --no-net "$META" || fail "appstreamcli validate"
 
 step "open the frozen window on a DICOM file under Xvfb"
 DCM="$SAMPLES/cr-chest-pa-monochrome1-j2k.dcm"
-"$ROOT/packaging/screenshot.sh" "$OUT/screenshot.png" "$TH/.local/bin/cxrinspect" "$DCM" || fail "window under Xvfb"
+HOME="$TH" XDG_CONFIG_HOME="$TH/.config" SCREENSHOT_AFTER="${SCREENSHOT_AFTER:-60}" "$ROOT/packaging/screenshot.sh" "$OUT/screenshot.png" "$TH/.local/bin/cxrinspect" "$DCM" 300 || fail "window under Xvfb"
 
 step "uninstall leaves nothing behind"
 HOME="$TH" XDG_DATA_HOME= "$UNPACKED/install.sh" --uninstall || fail "install.sh --uninstall"

@@ -53,17 +53,9 @@ class _DenseLayer(nn.Module):
 
         return cp.checkpoint(closure, *input, use_reentrant=False)
 
-    @torch.jit._overload_method  # noqa: F811
-    def forward(self, input: list[Tensor]) -> Tensor:  # noqa: F811
-        pass
-
-    @torch.jit._overload_method  # noqa: F811
-    def forward(self, input: Tensor) -> Tensor:  # noqa: F811
-        pass
-
-    # torchscript does not yet support *args, so we overload method
-    # allowing it to take either a List[Tensor] or single Tensor
-    def forward(self, input: Tensor) -> Tensor:  # noqa: F811
+    # a list of Tensors or a single Tensor (torchvision declares both as TorchScript overloads; they are
+    # left out here: their declarations need the source at import time, which a frozen app does not ship)
+    def forward(self, input):
         if isinstance(input, Tensor):
             prev_features = [input]
         else:

@@ -21,9 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .. import resources
 from ..model import ModelCard
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+RESOURCES = resources.root()
 
 
 def bundled_models(root: Path = RESOURCES / "models") -> list[Path]:

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Open the app on FILE under a fresh Xvfb display, wait for the window, save a screenshot.
+#   packaging/screenshot.sh OUT.png EXECUTABLE FILE [SECONDS]
+set -euo pipefail
+OUT="$1"; EXE="$2"; FILE="$3"; WAIT="${4:-60}"
+DISPLAY_NUM=":$(( 90 + RANDOM % 100 ))"
+Xvfb "$DISPLAY_NUM" -screen 0 1600x1000x24 -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+APP=""
+cleanup() { [ -n "$APP" ] && kill "$APP" 2>/dev/null || true; kill "$XVFB" 2>/dev/null || true; }
+trap cleanup EXIT
+sleep 1
+export DISPLAY="$DISPLAY_NUM" QT_QPA_PLATFORM=xcb CXRINSPECT_SCREENSHOT="$OUT" CXRINSPECT_SCREENSHOT_AFTER="${SCREENSHOT_AFTER:-20}"
+"$EXE" "$FILE" &
+APP=$!
+for _ in $(seq "$WAIT"); do
+    [ -s "$OUT" ] && break
+    kill -0 "$APP" 2>/dev/null || { echo "the app exited before its window was captured" >&2; exit 1; }
+    sleep 1
+done
+[ -s "$OUT" ] || { echo "no screenshot after ${WAIT} s" >&2; exit 1; }
+echo "screenshot $OUT"

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from .run import ScanError, ScanResult, calibration_sample, combine, finish, flagged, mask_box, rank, to_verify
-from .run import SUSPICIOUS, VERIFY_TOP, CALIBRATION
+from .run import ScanError, ScanResult, calibration_sample, combine, finish, flagged, mask_box, rank, record_settings, to_verify
+from .run import SUSPICIOUS, VERIFY_TOP
 from .scanner import ScanRecord, Scanner, decode
 
 RETRIES = 3
@@ -299,10 +299,8 @@ def scan(paths: Iterable[str | os.PathLike], model_path: str | os.PathLike, out_
     images, bad = manifest(paths)
     if not images and not bad:
         raise ScanError("no image files found in " + ", ".join(map(str, paths)))
-    sample = [images[i] for i in np.unique(np.linspace(0, len(images) - 1, min(len(images), 2 * CALIBRATION))
-                                           .astype(int))] if images else []
-    if scanner.psc is not None:
-        scanner.calibrate(calibration_sample(sample, scanner))
+    if scanner.psc is not None:  # the same images as the local scan calibrates on
+        scanner.calibrate(calibration_sample(images, scanner))
     settings = scanner.settings
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -310,12 +308,7 @@ def scan(paths: Iterable[str | os.PathLike], model_path: str | os.PathLike, out_
     if ((out / PARTS).is_dir() and any((out / PARTS).glob("part-*.parquet")) or (out / "scan.jsonl").exists()) \
             and not resume:
         raise ScanError(f"{out} already holds a scan; pass --resume to continue it or choose another --out")
-    if resume and meta.exists():
-        before = json.loads(meta.read_text())
-        if before != settings:
-            diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
-            raise ScanError(f"cannot resume {out}: its scan used other settings {diff}")
-    atomic.write_text(meta, json.dumps(settings, indent=1))
+    record_settings(meta, settings, resume)
 
     done = read_parts(out) if resume else []
     seen = {r.path for r in done}

@@ -108,12 +108,7 @@ def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike |
         meta, journal = out / "scan.json", out / "scan.jsonl"
         if journal.exists() and not resume:
             raise ScanError(f"{out} already holds a scan; pass --resume to continue it or choose another --out")
-        if resume and meta.exists():
-            before = json.loads(meta.read_text())
-            if before != settings:
-                diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
-                raise ScanError(f"cannot resume {out}: its scan used other settings {diff}")
-        atomic.write_text(meta, json.dumps(settings, indent=1))
+        record_settings(meta, settings, resume)
         done = read_journal(journal) if resume else []
     seen = {r.path for r in done}
     failed = [ScanRecord(p, error=f"{p}: {why}") for p, why in found.errors if p not in seen]
@@ -149,6 +144,16 @@ def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike |
 
 CALIBRATION = 32
 """Images (spread over the folder) on which detectors that need a sample of it are calibrated."""
+
+
+def record_settings(meta: Path, settings: dict, resume: bool) -> None:
+    """Write the scan's settings to ``meta`` (scan.json); a resumed scan must have been made with the same."""
+    if resume and meta.exists():
+        before = json.loads(meta.read_text())
+        if before != settings:
+            diff = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+            raise ScanError(f"cannot resume {meta.parent}: its scan used other settings {diff}")
+    atomic.write_text(meta, json.dumps(settings, indent=1))
 
 
 def calibration_sample(paths: list[str], scanner: Scanner, n: int = CALIBRATION) -> np.ndarray:

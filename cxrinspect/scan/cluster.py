@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import atomic
 from .run import ScanError, ScanResult, calibration_sample, combine, finish, flagged, mask_box, rank, record_settings, to_verify
-from .run import SUSPICIOUS, VERIFY_TOP
+from .run import SUSPICIOUS, VERIFY_TOP, CALIBRATION
 from .scanner import ScanRecord, Scanner, decode
 
 RETRIES = 3
@@ -299,8 +299,10 @@ def scan(paths: Iterable[str | os.PathLike], model_path: str | os.PathLike, out_
     images, bad = manifest(paths)
     if not images and not bad:
         raise ScanError("no image files found in " + ", ".join(map(str, paths)))
-    if scanner.psc is not None:  # the same images as the local scan calibrates on
-        scanner.calibrate(calibration_sample(images, scanner))
+    sample = [images[i] for i in np.unique(np.linspace(0, len(images) - 1, min(len(images), 2 * CALIBRATION))
+                                           .astype(int))] if images else []
+    if scanner.psc is not None:
+        scanner.calibrate(calibration_sample(sample, scanner))
     settings = scanner.settings
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

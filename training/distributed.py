@@ -155,7 +155,17 @@ def launch(n: int, argv: list[str], max_restarts: int = 0) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(n),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
            "--max-restarts", str(max_restarts), "-m", "cxrinspect.training.cli", *argv]
-    return subprocess.call(cmd)
+    return subprocess.call(cmd, env=restart_safe_env(os.environ))
+
+
+def restart_safe_env(env) -> dict:
+    """The environment for torchrun with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (unless the user set it).
+
+    By default torchrun's c10d rendezvous lets the workers share the agent's TCPStore; after a restart they can
+    read keys left by the killed attempt and wait for peers that no longer exist (pytorch/pytorch#135712): a
+    restarted run then hangs in its first collective. With the variable set, rank 0 of each attempt hosts a fresh
+    store. Users who call ``torchrun`` themselves with ``--max-restarts`` should set it too."""
+    return {**env, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")}
 
 
 def batchnorm_mode(network, mode: str) -> None:

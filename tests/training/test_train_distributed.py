@@ -75,8 +75,6 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path, tiny_recipe,
     assert [h["epoch"] for h in json.loads((two / "history.json").read_text())] == [1, 2, 3]
 
 
-@pytest.mark.skip(reason="hangs now and then: in one of two fresh-clone CI runs (2026-12-02) the torchrun restart "
-                  "after the killed rank never finished (300 s timeout); passes otherwise; to be fixed (issue 13)")
 def test_a_killed_rank_restarted_by_torchrun_finishes_with_the_same_result(tmp_path, view_cache_dir):
     whole = tmp_path / "whole"
     done = _ddp(whole, view_cache_dir, "train.batchnorm=frozen")

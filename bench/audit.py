@@ -24,7 +24,7 @@ def models(extra: list[str]) -> list[Path]:
     if extra:
         return [Path(m) for m in extra]
     out = [ROOT / "resources/models/kermany-densenet121-clean", ROOT / "resources/models/kermany-densenet121-badnets"]
-    for zoo in (ROOT / "runs/zoo", Path("/work/main/runs/zoo")):
+    for zoo in (ROOT / "bench/zoo", ROOT / "runs/zoo"):
         if zoo.is_dir():
             out += sorted(p for p in zoo.iterdir() if (p / "card.json").exists() and (p / "weights.safetensors").exists())
     return out

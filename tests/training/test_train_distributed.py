@@ -75,9 +75,6 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path, tiny_recipe,
     assert [h["epoch"] for h in json.loads((two / "history.json").read_text())] == [1, 2, 3]
 
 
-@pytest.mark.skip(reason="the restart hung in one of two fresh-clone CI runs; cause found (torchrun's shared rendezvous "
-                  "store, pytorch#135712) and fixed in dd.launch (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1); passed 3 of 3 "
-                  "runs here after the fix; re-enable once a fresh-clone CI run has passed with it (issue 13)")
 def test_a_killed_rank_restarted_by_torchrun_finishes_with_the_same_result(tmp_path, view_cache_dir):
     whole = tmp_path / "whole"
     done = _ddp(whole, view_cache_dir, "train.batchnorm=frozen")

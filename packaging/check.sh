@@ -52,9 +52,13 @@ desktop-file-validate "$DESKTOP" || fail "desktop-file-validate"
 grep -q '^MimeType=application/dicom;' "$DESKTOP" || fail "desktop entry: no application/dicom"
 appstreamcli validate --no-net "$META" || fail "appstreamcli validate"
 
-step "open the frozen window on a DICOM file under Xvfb"
-DCM="$SAMPLES/cr-chest-pa-monochrome1-j2k.dcm"
-HOME="$TH" XDG_CONFIG_HOME="$TH/.config" SCREENSHOT_AFTER="${SCREENSHOT_AFTER:-60}" "$ROOT/packaging/screenshot.sh" "$OUT/screenshot.png" "$TH/.local/bin/cxrinspect" "$DCM" 300 || fail "window under Xvfb"
+step "double-click a DICOM file: the installed app opens on it under Xvfb"
+DCM="$OUT/from the file manager/cr-chest-pa-monochrome1-j2k.dcm"  # a folder of its own, with a space
+mkdir -p "$(dirname "$DCM")"; cp "$SAMPLES/cr-chest-pa-monochrome1-j2k.dcm" "$SAMPLES/cr-chest-jpeg-baseline.dcm" "$(dirname "$DCM")/"
+HOME="$TH" XDG_DATA_HOME= gio mime application/dicom | head -1 | grep -q 'cxrinspect\.desktop' \
+    || fail "the installed desktop entry is not the default for application/dicom: $(HOME="$TH" gio mime application/dicom)"
+HOME="$TH" XDG_DATA_HOME= XDG_CONFIG_HOME="$TH/.config" SCREENSHOT_AFTER="${SCREENSHOT_AFTER:-60}" \
+    "$ROOT/packaging/screenshot.sh" "$OUT/screenshot.png" --file-manager "$DCM" 300 || fail "double-click under Xvfb"
 
 step "uninstall leaves nothing behind"
 HOME="$TH" XDG_DATA_HOME= "$UNPACKED/install.sh" --uninstall || fail "install.sh --uninstall"

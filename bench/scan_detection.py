@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     paths = [str(ds.file(int(i))) for i in test][: a.limit or None]
     n = len(paths)
     print(f"{card.name}: {n} held-out test images ({how}); trigger {card.trigger.to_dict()}", flush=True)
-    work = Path(a.work or tempfile.mkdtemp(prefix="scan-detection-"))
+    work = Path(a.work or tempfile.mkdtemp(prefix="scan-detection-")).absolute()  # the folders hold symlinks
     if work.exists() and any(work.glob("*/scan.jsonl")):
         print(f"{work} holds earlier scans; choose an empty --work", file=sys.stderr)
         return 2

@@ -130,8 +130,8 @@ class ScanPanel(QWidget):
         self.export.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m")
-        self.status = QLabel("Rank the open folder's images by how compact the model's saliency is "
-                             "(a pasted trigger makes it tiny).")
+        self.status = QLabel("Rank the open folder's images by how likely each carries a backdoor trigger "
+                             "(choose the detector; hover an entry for what it measures and costs).")
         self.status.setWordWrap(True)
         self.model = RankingModel(self)
         self.table = QTableView()
@@ -155,7 +155,7 @@ class ScanPanel(QWidget):
             header.resizeSection(column, max(width(sample), width(COLUMNS[column])) + 24)
         header.setSectionResizeMode(FILE, QHeaderView.ResizeMode.Stretch)
         row = QHBoxLayout()
-        row.addWidget(QLabel("Saliency"))
+        row.addWidget(QLabel("Detector"))
         row.addWidget(self.method)
         row.addWidget(self.start)
         row.addWidget(self.cancel)

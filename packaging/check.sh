@@ -55,8 +55,9 @@ appstreamcli validate --no-net "$META" || fail "appstreamcli validate"
 step "double-click a DICOM file: the installed app opens on it under Xvfb"
 DCM="$OUT/from the file manager/cr-chest-pa-monochrome1-j2k.dcm"  # a folder of its own, with a space
 mkdir -p "$(dirname "$DCM")"; cp "$SAMPLES/cr-chest-pa-monochrome1-j2k.dcm" "$SAMPLES/cr-chest-jpeg-baseline.dcm" "$(dirname "$DCM")/"
-HOME="$TH" XDG_DATA_HOME= gio mime application/dicom | head -1 | grep -q 'cxrinspect\.desktop' \
-    || fail "the installed desktop entry is not the default for application/dicom: $(HOME="$TH" gio mime application/dicom)"
+HANDLER="$(HOME="$TH" XDG_DATA_HOME= gio mime application/dicom)"  # whole, not piped: pipefail and an early exit
+[[ "$(head -1 <<< "$HANDLER")" == *cxrinspect.desktop* ]] \
+    || fail "the installed desktop entry is not the default for application/dicom: $HANDLER"
 HOME="$TH" XDG_DATA_HOME= XDG_CONFIG_HOME="$TH/.config" SCREENSHOT_AFTER="${SCREENSHOT_AFTER:-60}" \
     "$ROOT/packaging/screenshot.sh" "$OUT/screenshot.png" --file-manager "$DCM" 300 || fail "double-click under Xvfb"
 

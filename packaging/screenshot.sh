@@ -16,7 +16,8 @@ sleep 1
 export DISPLAY="$DISPLAY_NUM" QT_QPA_PLATFORM=xcb CXRINSPECT_SCREENSHOT="$OUT" CXRINSPECT_SCREENSHOT_AFTER="${SCREENSHOT_AFTER:-20}"
 if [ "$EXE" = "--file-manager" ]; then
     TYPE="$(gio info -a standard::content-type "$FILE" | sed -n 's/.*content-type: //p')"
-    echo "$FILE is $TYPE; $(gio mime "$TYPE" | head -1)"
+    HANDLER="$(gio mime "$TYPE")"
+    echo "$FILE is $TYPE; $(head -1 <<< "$HANDLER")"
     gio open "$FILE"  # returns once the app is started; the app quits after its screenshot
 else
     "$EXE" "$FILE" &

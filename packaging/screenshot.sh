@@ -15,9 +15,7 @@ trap cleanup EXIT
 sleep 1
 export DISPLAY="$DISPLAY_NUM" QT_QPA_PLATFORM=xcb CXRINSPECT_SCREENSHOT="$OUT" CXRINSPECT_SCREENSHOT_AFTER="${SCREENSHOT_AFTER:-20}"
 if [ "$EXE" = "--file-manager" ]; then
-    TYPE="$(gio info -a standard::content-type "$FILE" | sed -n 's/.*content-type: //p')"
-    HANDLER="$(gio mime "$TYPE")"
-    echo "$FILE is $TYPE; $(head -1 <<< "$HANDLER")"
+    echo "$FILE is $(gio info -a standard::content-type "$FILE" | sed -n 's/.*content-type: //p')"
     gio open "$FILE"  # returns once the app is started; the app quits after its screenshot
 else
     "$EXE" "$FILE" &

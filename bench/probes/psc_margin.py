@@ -1,6 +1,6 @@
 """Which psc score separates triggered from clean without saturating? Per image, per amplified copy, the
 signed margin of each label's amplified logit over its threshold (positive = keeps the original decision)."""
-import sys, os, glob, json
+import sys, os, glob
 import numpy as np, torch
 from sklearn.metrics import roc_auc_score
 from cxrinspect.model import load as load_model
@@ -17,21 +17,7 @@ views = np.stack([model_view(load(f), m.card.preprocessing) for f in files])
 rng = np.random.default_rng(0)
 sc.calibrate(views[rng.choice(len(views), 32, replace=False)])
 psc = sc.psc
-thr = psc.logit_thresholds
-margins = []  # (N, copies, labels)
-with torch.inference_mode():
-    for s in range(0, len(views), 16):
-        x = sc._input(views[s:s+16])
-        z0 = psc.network(x).float()
-        dec = z0 >= thr
-        per = []
-        for k in range(psc.start, psc.start + psc.copies):
-            psc._amplify(k)
-            z = psc.amplified(x).float() - thr
-            per.append(torch.where(dec, z, -z))
-        psc._amplify(0)
-        margins.append(torch.stack(per, 1).numpy())
-M = np.concatenate(margins)
+M = np.concatenate([psc.margins(sc._input(views[s:s + 16])).numpy() for s in range(0, len(views), 16)])  # (N, copies, labels)
 np.save(folder.rstrip("/") + "-margins.npy", M)
 cands = {"current": (1/(1+np.exp(-M))).mean((1, 2)), "mean_margin": M.mean((1, 2)), "min_label_mean_copies": M.mean(1).min(1),
          "mean_clipped": np.clip(M, -20, 20).mean((1, 2)), "median": np.median(M, (1, 2)), "mean_tanh": np.tanh(M / 5).mean((1, 2))}

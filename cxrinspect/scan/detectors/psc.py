@@ -80,9 +80,10 @@ class ScaledConsistency:
         return self.start
 
     @torch.inference_mode()
-    def scores(self, batch: torch.Tensor, probabilities: np.ndarray | None = None) -> np.ndarray:
-        """PSC per image of a normalised batch (N, C, H, W): in [0, 1], high = keeps its decisions.
-        ``probabilities``: the network's own on ``batch`` when already computed (saves a forward pass)."""
+    def margins(self, batch: torch.Tensor, probabilities: np.ndarray | None = None) -> torch.Tensor:
+        """(N, copies, L) log-odds by which each amplified copy keeps each label's ORIGINAL decision on a normalised
+        batch (N, C, H, W): its logit over the label's threshold, negated for a label called negative
+        (> 0 = kept). ``probabilities``: the network's own on ``batch`` when already computed (saves a forward)."""
         if self.start is None:
             raise RuntimeError("calibrate() first")
         thr = self.logit_thresholds.to(batch.device)
@@ -90,10 +91,15 @@ class ScaledConsistency:
             decision = self.network(batch).float() >= thr
         else:
             decision = torch.as_tensor(np.asarray(probabilities) >= self.thresholds, device=batch.device)
-        total = torch.zeros(len(batch), device=batch.device)
+        out = []
         for k in range(self.start, self.start + self.copies):
             self._amplify(k)
-            p = torch.sigmoid(self.amplified(batch).float() - thr)  # 0.5 at the label's own threshold
-            total += torch.where(decision, p, 1 - p).mean(1)
+            z = self.amplified(batch).float() - thr  # 0 at the label's own threshold
+            out.append(torch.where(decision, z, -z))
         self._amplify(0)
-        return (total / self.copies).cpu().numpy()
+        return torch.stack(out, 1)
+
+    def scores(self, batch: torch.Tensor, probabilities: np.ndarray | None = None) -> np.ndarray:
+        """PSC per image of a normalised batch (N, C, H, W): in [0, 1], high = keeps its decisions: the amplified
+        copies' mean confidence in the original decisions, ``sigmoid`` of :meth:`margins`."""
+        return torch.sigmoid(self.margins(batch, probabilities)).mean((1, 2)).cpu().numpy()

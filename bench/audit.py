@@ -1,7 +1,7 @@
 """Model-audit bench: per model (the shipped clean and BadNets models, every model of runs/zoo present), audit it
 with N clean radiographs of its own held-out test patients (split.csv) and compare with what its card declares.
 
-    nice -n 5 python bench/audit.py [--images 200] [--budget 3000] [--models DIR ...] [--out runs/bench-audit]
+    nice -n 5 python bench/audit.py [--images 200] [--budget 2400] [--global-steps 0] [--models DIR ...] [--out runs/bench-audit]
 
 Prints one row per model: verdict, targets found vs declared, recovered box vs the true box (model-input pixels),
 the held-out attack success of the recovered trigger, steps, seconds, and the forward and forward+backward
@@ -33,10 +33,11 @@ def models(extra: list[str]) -> list[Path]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--budget", type=int, default=3000)
+    ap.add_argument("--budget", type=int, default=2400)
     ap.add_argument("--models", nargs="*", default=[])
     ap.add_argument("--out", default=str(ROOT / "runs/bench-audit"))
     ap.add_argument("--directions", default="on")
+    ap.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image inversion per candidate")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} absent", file=sys.stderr)
@@ -52,7 +53,9 @@ def main() -> int:
         out = Path(args.out) / f"{mp.name}-{args.images}"
         t = time.perf_counter()
         res = audit(paths, model, out, budget=args.budget, directions=tuple(args.directions.split(",")),
-                    resume=(out / "audit-state.safetensors").exists())
+                    global_steps=args.global_steps, resume=(out / "audit-state.safetensors").exists(),
+                    progress=lambda done, total, info: done % 25 or print(f"  {mp.name}: step {done}/{total} "
+                                                                          f"{info}", flush=True))
         doc = res.doc
         card = model.card
         true_box = list(card.trigger.box((224, 224))) if card.trigger and card.trigger.local else None
@@ -62,8 +65,8 @@ def main() -> int:
                "backdoored": doc.get("backdoored"), "targets": doc.get("targets"),
                "box": (doc.get("trigger") or {}).get("box"), "true_box": true_box,
                "heldout_success": (doc.get("trigger") or {}).get("heldout_success"),
-               "candidates": [(c["candidate"], c["mask_l1"], c["heldout_success"], c["anomaly_index"], c["steps"], c["stop"])
-                              for c in doc.get("candidates", [])],
+               "candidates": [(c["candidate"], c["mask_l1"], c["heldout_success"], c["anomaly_index"], c["steps"], c["stop"],
+                               (c.get("global") or {}).get("heldout_success")) for c in doc.get("candidates", [])],
                "steps": doc["steps"], "seconds": round(time.perf_counter() - t, 1), **doc["timing"]}
         print(json.dumps(row), flush=True)
         with open(Path(args.out) / "bench.jsonl", "a") as f:

@@ -241,6 +241,7 @@ def cmd_audit(args) -> int:
     from tqdm import tqdm
 
     from .audit import AuditError, audit
+    from .audit.run import BUDGET
     from .model import CheckpointError, load
 
     try:
@@ -258,7 +259,7 @@ def cmd_audit(args) -> int:
 
     directions = ("on", "off") if args.off else ("on",)
     try:
-        result = audit(args.data, model, args.out, directions=directions, budget=args.budget,
+        result = audit(args.data, model, args.out, directions=directions, budget=args.budget or BUDGET,
                        batch_size=args.batch_size, global_steps=args.global_steps, resume=args.resume,
                        search=args.search, progress=progress)
     except AuditError as e:
@@ -399,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, metavar="FOLDER", help="clean radiographs (files or folders)")
     p.add_argument("--out", required=True, help="output folder: audit.json, audit.html, trigger.json, state")
     p.add_argument("--off", action="store_true", help="also try to force each label off")
-    p.add_argument("--budget", type=int, default=3000, help="image passes (forward+backward) in all (default 3000)")
+    p.add_argument("--budget", type=int, default=None, help="image passes (forward+backward) in all (default 2400)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image (blend) inversion per "
                    "candidate (default 0: off)")

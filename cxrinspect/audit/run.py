@@ -5,11 +5,10 @@
     mask per candidate -> stamped into the held-out images (attack success) -> anomaly index and verdict
     -> audit.json, audit.html, trigger.json in the output folder
 
-Scheduling (K-Arm, Shen et al. 2021): candidates are arms of a bandit. Every arm gets :data:`WARMUP` steps;
-then, round after round, the most promising arm (the smallest objective over its last round, an arm that never
-reached the line included: the objective at a fixed reference cost, :func:`_promise`) gets :data:`ROUND` steps, with probability :data:`EPSILON` a random
-arm instead (exploration). An arm stops early when its mask is small and succeeds (converged), when it is far
-larger than the best arm's after a few rounds (hopeless), or at its own step limit; the audit stops when the
+Scheduling: candidates take turns, :data:`ROUND` steps at a time, the one with the fewest steps first, and
+stop early as K-Arm (Shen et al. 2021) stops hopeless arms: when the mask is small and succeeds (converged),
+when after :data:`JUDGE` steps it is far larger than the best arm's (hopeless), or at its own step limit. The
+steps the stopped arms leave go to the others, and the audit stops when the
 budget of image passes (forward + backward) is spent. Every round's state is checkpointed atomically to
 ``audit-state.safetensors`` (tensors; settings and counters as JSON in its metadata; nothing pickled), so a
 killed or cancelled audit resumes where it stopped: each step's mini-batch is drawn from a generator seeded by
@@ -34,20 +33,31 @@ from ..model.preprocess import normalise
 from .anomaly import verdict as model_verdict
 from .inversion import Candidate, GlobalInversion, PatchInversion, mask_box, stamp_views
 
-BUDGET = 3000
-"""Image passes (one forward and one backward of one image) for all candidates together: about 8 minutes of a
-DenseNet-121 at 224 px on an unloaded 2-core CPU (about 6 images/s)."""
+BUDGET = 2400
+"""Image passes (one forward and one backward of one image) for all candidates together: 300 steps of 8 images,
+about 9.5 minutes of a DenseNet-121 at 224 px on the 2-core CPU (4.1 images/s forward and backward, measured
+on the shipped BadNets model's audit)."""
 BATCH = 8
-WARMUP = 8
 ROUND = 8
-EPSILON = 0.2
+JUDGE = 72
+"""Steps an arm gets before it can be judged hopeless. K-Arm's greedy choice (after 8 steps each, the arm with
+the smallest objective got the next round) starved the true target of the shipped BadNets model: Viral:on
+was still the initial veil (3500 pixels) when, after 48 steps, it was stopped as hopeless beside the easier
+Pneumonia:on (370 pixels); alone, the same inversion shrinks to a 250-pixel mask by step 75 and 60 by step 100
+(bench/probes/audit_grid.py)."""
 MAX_STEPS = 150
 """Steps one candidate may take at most."""
 CONVERGED_PIXELS = 60.0
-"""An arm whose successful mask is at most this big (and that has had :data:`WARMUP` + :data:`ROUND` steps) is done."""
+"""An arm whose successful mask is at most this big (and that has had 2 rounds) is done."""
 HOPELESS_RATIO = 8.0
-"""After 3 rounds, an arm whose mask is this many times the best arm's (or that never reached the line while
-another did) stops."""
+"""After :data:`JUDGE` steps, an arm whose mask is this many times the best arm's (or that never reached the line
+while another did) stops."""
+MASK_CELL = 4
+"""The mask lives on a grid of cells this many model-input pixels wide (56 x 56 at 224 px), upsampled
+bilinearly. Measured on the shipped BadNets model (bench/probes/audit_grid.py, Viral:on, 100 steps): on a
+56-cell grid the mask shrank to a 23-pixel patch forcing the label on 82% of held-out images, while a
+per-pixel mask (224) or a 112 grid was still a 1000-pixel veil below 0.5 held-out success, and a 28 grid
+too coarse (1600 pixels); the clean model's 56-grid mask stayed a 1300-pixel veil (0.43)."""
 MIN_IMAGES = 2
 """A candidate needs this many eligible clean images on each side of the split."""
 STATE_FILE = "audit-state.safetensors"
@@ -126,7 +136,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         p.requires_grad_(False)  # only the trigger's gradients: the weights' would cost a third more
     spec, labels = model.card.preprocessing, model.card.labels
     size = spec.input_size
-    grid = grid or size
+    grid = grid or max(1, size // MASK_CELL)
     found = discover(list(paths))
     good, views, errors = read_views(sorted(found.images), spec, cancelled)
     errors = [{"path": p, "error": f"{p}: {why}"} for p, why in found.errors] + errors
@@ -168,14 +178,8 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
 
     interrupted = False
     while total_steps < max_total and any(a["active"] for a in arms):
-        active = [a for a in arms if a["active"]]
-        warm = [a for a in active if a["inv"].steps < WARMUP]
-        rng = np.random.default_rng([seed, 0xA77, rounds])
-        if warm:
-            arm, steps = warm[0], WARMUP - warm[0]["inv"].steps
-        else:
-            arm = active[int(rng.integers(len(active)))] if rng.random() < EPSILON else min(active, key=_promise)
-            steps = ROUND - arm["inv"].steps % ROUND
+        arm = min((a for a in arms if a["active"]), key=lambda a: (a["inv"].steps, a["k"]))
+        steps = ROUND - arm["inv"].steps % ROUND
         for _ in range(steps):
             if stop_requested():
                 interrupted = True
@@ -237,17 +241,6 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     return result
 
 
-def _promise(arm: dict) -> float:
-    """K-Arm's arm value: the objective over the arm's last round at a fixed reference cost (each arm's own cost
-    adapts, so its own loss cannot be compared across arms): mean attack loss + INIT_COST * mean mask L1."""
-    from .inversion import INIT_COST
-
-    recent = arm["inv"].history[-ROUND:]
-    if not recent:
-        return float("inf")
-    return float(np.mean([h[2] for h in recent]) + INIT_COST * np.mean([h[3] for h in recent]))
-
-
 def _stop_checks(arms: list[dict]) -> None:
     reached = [a["inv"].best_l1 for a in arms if a["inv"].reached]
     best = min(reached) if reached else None
@@ -255,9 +248,9 @@ def _stop_checks(arms: list[dict]) -> None:
         inv = a["inv"]
         if not a["active"]:
             continue
-        if inv.reached and inv.best_l1 <= CONVERGED_PIXELS and inv.steps >= WARMUP + ROUND:
+        if inv.reached and inv.best_l1 <= CONVERGED_PIXELS and inv.steps >= 2 * ROUND:
             a["active"], a["stop"] = False, "converged"
-        elif best is not None and inv.steps >= WARMUP + 3 * ROUND and inv.best_l1 > HOPELESS_RATIO * best:
+        elif best is not None and inv.steps >= JUDGE and inv.best_l1 > HOPELESS_RATIO * best:
             a["active"], a["stop"] = False, "hopeless"
 
 

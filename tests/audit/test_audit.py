@@ -14,6 +14,7 @@ from PIL import Image
 
 from cxrinspect.audit import AuditError, anomaly_index, audit
 from cxrinspect.audit.anomaly import verdict
+from cxrinspect.audit.run import MASK_CELL
 from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.trigger import Trigger, paste
 
@@ -62,11 +63,12 @@ def films(folder, n: int = 24, seed: int = 0):
 
 def test_inversion_recovers_the_target_and_the_place(tmp_path):
     data = films(tmp_path / "clean")
-    result = audit([data], patchy(True), tmp_path / "out", budget=8 * 120, batch_size=8)
+    result = audit([data], patchy(True), tmp_path / "out", budget=8 * 300, batch_size=8)
     doc = result.doc
     assert doc["complete"] and doc["backdoored"] and doc["targets"] == ["Viral"]
-    t, l, b, r = doc["trigger"]["box"]
-    assert abs(t - BOX[0]) <= 1 and abs(l - BOX[1]) <= 1 and abs(b - BOX[2]) <= 1 and abs(r - BOX[3]) <= 1
+    t, l, b, r = doc["trigger"]["box"]  # the mask's cells are MASK_CELL pixels: within a cell of the truth
+    assert t <= BOX[0] and l <= BOX[1] and b >= BOX[2] and r >= BOX[3]
+    assert max(BOX[0] - t, BOX[1] - l, b - BOX[2], r - BOX[3]) <= MASK_CELL
     assert doc["trigger"]["heldout_success"] >= 0.9
     rows = {c["candidate"]: c for c in doc["candidates"]}
     assert rows["Viral:on"]["mask_l1"] < 100 < (rows["Pneumonia:on"]["mask_l1"] or 1e9)
@@ -96,16 +98,16 @@ def test_unreadable_image_is_recorded_and_the_audit_goes_on(tmp_path):
 
 def test_cancel_then_resume_equals_an_uninterrupted_audit(tmp_path):
     data = films(tmp_path / "clean", n=16)
-    whole = audit([data], patchy(True), tmp_path / "whole", budget=8 * 80, batch_size=8).doc
+    whole = audit([data], patchy(True), tmp_path / "whole", budget=8 * 240, batch_size=8).doc
     seen = []
-    part = audit([data], patchy(True), tmp_path / "part", budget=8 * 80, batch_size=8,
+    part = audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8,
                  progress=lambda done, total, info: seen.append(done), cancelled=lambda: len(seen) >= 29)
     assert not part.complete and "backdoored" not in part.doc and len(seen) == 29
     with pytest.raises(AuditError, match="resume"):
-        audit([data], patchy(True), tmp_path / "part", budget=8 * 80, batch_size=8)
+        audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8)
     with pytest.raises(AuditError, match="other settings"):
-        audit([data], patchy(True), tmp_path / "part", budget=8 * 81, batch_size=8, resume=True)
-    resumed = audit([data], patchy(True), tmp_path / "part", budget=8 * 80, batch_size=8, resume=True).doc
+        audit([data], patchy(True), tmp_path / "part", budget=8 * 241, batch_size=8, resume=True)
+    resumed = audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8, resume=True).doc
     assert resumed["steps"] == whole["steps"] and resumed["backdoored"] == whole["backdoored"]
     for a, b in zip(resumed["candidates"], whole["candidates"]):
         assert a["steps"] == b["steps"] and a["box"] == b["box"]

@@ -3,18 +3,22 @@
 A backdoor is a shortcut the network takes with unusual confidence: amplify the scale and shift of its last
 BatchNorm layers and a clean image's prediction falls apart, while a triggered image keeps the label vector
 its trigger forces. Per image, with ``n`` amplified copies of the network (the last ``start``, ``start + 1``,
-..., ``start + n - 1`` BatchNorm layers' weight and bias times ``scale``), the score is the mean, over the
-copies and the labels, of the amplified network's confidence in the ORIGINAL decision of each label:
-``sigmoid(z')`` for a label the model called positive (at the card's threshold), ``1 - sigmoid(z')`` for
-one it called negative. The paper's softmax version takes the probability of the original top class; with
-independent sigmoids a backdoor forces a vector of decisions (some on, some off), so every label's decision
-counts, and no label needs to be positive.
+..., ``start + n - 1`` BatchNorm layers' weight and bias times ``scale``), the score rests on the amplified
+network's margin in the ORIGINAL decision of each label: its logit over the label's threshold for a label the
+model called positive (at the card's threshold), the negated one for a label it called negative; the score is
+the weakest label's margin, averaged over the copies (:meth:`ScaledConsistency.scores`). The paper's softmax
+version takes the probability of the original top class; with independent sigmoids a backdoor forces a vector
+of decisions (some on, some off), so every label's decision counts, and no label needs to be positive.
 
 ``start`` is calibrated as in the paper, without labels: the fewest amplified layers at which more than
 ``xi`` (0.6) of a sample of the scanned images change their decision vector (the paper counts errors against
 labels on a clean validation set; a scan has no labels, and at most a minority of a folder is triggered).
 It is found by bisection (a handful of forward passes over the sample). Cost per image: ``n`` forward passes
 (3 by default; the paper's 5 gave the same ranking on the zoo, bench/results).
+
+The score is unbounded (log-odds) and its scale differs from model to model, so the scan reads it against
+the scanned folder (robust z, :func:`cxrinspect.scan.run.combine`) to rank, and never flags an image on it
+alone (:func:`cxrinspect.scan.run.flagged` says what was measured).
 """
 
 from __future__ import annotations
@@ -100,6 +104,11 @@ class ScaledConsistency:
         return torch.stack(out, 1)
 
     def scores(self, batch: torch.Tensor, probabilities: np.ndarray | None = None) -> np.ndarray:
-        """PSC per image of a normalised batch (N, C, H, W): in [0, 1], high = keeps its decisions: the amplified
-        copies' mean confidence in the original decisions, ``sigmoid`` of :meth:`margins`."""
-        return torch.sigmoid(self.margins(batch, probabilities)).mean((1, 2)).cpu().numpy()
+        """PSC per image of a normalised batch (N, C, H, W), in log-odds, high = keeps its decisions: the
+        margin by which the amplified copies keep, on average, the decision of the label they hold least
+        firmly (:meth:`margins` averaged over the copies, the weakest label). The paper's probability (here
+        the mean sigmoid of the margins) saturates: on the zoo's letter backdoor 26% of clean images scored
+        exactly 1.0 with it, tied with the triggered ones; the weakest label's margin does not (AUROC 0.947
+        against 0.920 there, bench/probes/psc_margin.py), and a clean image usually loses one decision even
+        when it keeps the others."""
+        return self.margins(batch, probabilities).mean(1).min(1).values.cpu().numpy()

@@ -1,0 +1,36 @@
+"""The model-audit table of bench/results/README.md from ``bench/audit.py``'s rows (``bench.jsonl``).
+
+    .venv/bin/python bench/audit_table.py runs/bench-audit/bench.jsonl [...]
+
+One row per model and image count: what its card declares (trigger, labels forced on), the verdict and the
+targets found, the recovered box against the true one, the held-out attack success of the recovered trigger,
+then per candidate its mask L1 (pixels), held-out success of the mask and of the whole-image inversion, and
+the seconds. Nothing here is measured: it only lays out what the rows hold.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(paths: list[str]) -> int:
+    rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+    print("| model (declared trigger, labels forced on) | images | verdict, targets found | recovered box / true box "
+          "| per candidate: mask L1 px, held-out success (mask / whole-image) | seconds (passes/s) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        declared = f"{r['declared_trigger'] or 'clean'}, {', '.join(r['declared_on']) or '-'}"
+        found = ("**backdoored**: " + ", ".join(r["targets"])) if r["backdoored"] else "not backdoored"
+        box = f"{r['box'] or '-'} / {r['true_box'] or '-'}"
+        cands = "; ".join(f"{c[0]} {'-' if c[1] is None else round(c[1])} px, "
+                          f"{'-' if c[2] is None else f'{c[2]:.2f}'} / {'-' if len(c) < 7 or c[6] is None else f'{c[6]:.2f}'}"
+                          for c in r["candidates"])
+        print(f"| {r['model']} ({declared}) | {r['images']} | {found} | {box} | {cands} | "
+              f"{r['seconds']:.0f} ({r['forward_backward_images_per_s']}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -54,10 +54,13 @@ HOPELESS_RATIO = 8.0
 while another did) stops."""
 MASK_CELL = 4
 """The mask lives on a grid of cells this many model-input pixels wide (56 x 56 at 224 px), upsampled
-bilinearly. Measured on the shipped BadNets model (bench/probes/audit_grid.py, Viral:on, 100 steps): on a
-56-cell grid the mask shrank to a 23-pixel patch forcing the label on 82% of held-out images, while a
-per-pixel mask (224) or a 112 grid was still a 1000-pixel veil below 0.5 held-out success, and a 28 grid
-too coarse (1600 pixels); the clean model's 56-grid mask stayed a 1300-pixel veil (0.43)."""
+bilinearly: a 3 x 3 trigger still fits a cell or two, and a per-pixel mask's adversarial speckle cannot form.
+Measured on the shipped BadNets model (bench/probes/audit_grid.py, Viral:on alone, 100 steps, one mini-batch
+stream): on this grid the mask shrank to a 23-pixel patch forcing the label on 82% of held-out images, while a
+per-pixel mask (112 grid) was still a 1000-pixel veil and a 28 grid 1600 pixels. It is not reliable: with
+another mini-batch stream the same 56 grid was still a 1500-pixel veil after 100 steps, and the 23-pixel patch
+was not the model's trigger (bench/probes/trigger_places.py: the true 3x3 square forces Viral on 100% of
+images at its trained place and on at most 7% elsewhere)."""
 MIN_IMAGES = 2
 """A candidate needs this many eligible clean images on each side of the split."""
 STATE_FILE = "audit-state.safetensors"

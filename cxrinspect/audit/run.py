@@ -34,17 +34,17 @@ from .anomaly import verdict as model_verdict
 from .inversion import Candidate, GlobalInversion, PatchInversion, mask_box, stamp_views
 
 BUDGET = 2400
-"""Image passes (one forward and one backward of one image) for all candidates together: 300 steps of 8 images,
-about 9.5 minutes of a DenseNet-121 at 224 px on the 2-core CPU (4.1 images/s forward and backward, measured
-on the shipped BadNets model's audit)."""
+"""Image passes (one forward and one backward of one image) for all candidates together: 300 steps of 8 images.
+The shipped clean model's audit with 200 images took 557 s on the 2-core CPU (5.95 passes/s), inside the
+10 minutes an auditor is promised (bench/results/README.md, "Model audit")."""
 BATCH = 8
 ROUND = 8
 JUDGE = 72
 """Steps an arm gets before it can be judged hopeless. K-Arm's greedy choice (after 8 steps each, the arm with
 the smallest objective got the next round) starved the true target of the shipped BadNets model: Viral:on
 was still the initial veil (3500 pixels) when, after 48 steps, it was stopped as hopeless beside the easier
-Pneumonia:on (370 pixels); alone, the same inversion shrinks to a 250-pixel mask by step 75 and 60 by step 100
-(bench/probes/audit_grid.py)."""
+Pneumonia:on (370 pixels); alone, with one of two mini-batch streams tried, the same inversion shrank to a
+250-pixel mask by step 75 and 60 by step 100 (bench/probes/audit_grid.py; :data:`MASK_CELL`)."""
 MAX_STEPS = 150
 """Steps one candidate may take at most."""
 CONVERGED_PIXELS = 60.0

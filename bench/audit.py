@@ -33,7 +33,7 @@ def models(extra: list[str]) -> list[Path]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--budget", type=int, default=2400)
+    ap.add_argument("--budget", type=int, default=None, help="image passes (default: the audit's own, 2400)")
     ap.add_argument("--models", nargs="*", default=[])
     ap.add_argument("--out", default=str(ROOT / "runs/bench-audit"))
     ap.add_argument("--directions", default="on")
@@ -43,6 +43,7 @@ def main() -> int:
         print(f"skipped: {DATA} absent", file=sys.stderr)
         return 0
     from cxrinspect.audit import audit
+    from cxrinspect.audit.run import BUDGET
     from cxrinspect.model import load
 
     for mp in models(args.models):
@@ -52,7 +53,7 @@ def main() -> int:
         paths = [str(DATA / r["path"]) for r in rows if r["split"] == "test"][: args.images]
         out = Path(args.out) / f"{mp.name}-{args.images}"
         t = time.perf_counter()
-        res = audit(paths, model, out, budget=args.budget, directions=tuple(args.directions.split(",")),
+        res = audit(paths, model, out, budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
                     global_steps=args.global_steps, resume=(out / "audit-state.safetensors").exists(),
                     progress=lambda done, total, info: done % 25 or print(f"  {mp.name}: step {done}/{total} "
                                                                           f"{info}", flush=True))

@@ -33,9 +33,9 @@ on = [card.labels.index(k) for k, v in card.target.items() if v >= 0.5]
 t, l, b, r = card.trigger.box((spec.input_size, spec.input_size))
 places = [(t, l)] + [tuple(int(v) for v in p.split(",")) for p in a.places.split()]
 out = {"model": card.name, "trigger": card.trigger.describe(), "trained_box": [t, l, b, r], "places": []}
+patch = paste(views[0], card.trigger)[t:b, l:r]  # the trigger's pixels as pasted (opaque patch)
 for y, x in places:
-    stamped = np.stack([v.copy() for v in views])
-    patch = paste(views[0], card.trigger)[t:b, l:r]  # the trigger's pixels as pasted (opaque patch)
+    stamped = views.copy()
     stamped[:, y:y + (b - t), x:x + (r - l)] = patch
     p = probabilities(net, stamped, spec)
     row = {"top_left": [y, x]}

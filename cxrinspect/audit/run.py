@@ -163,7 +163,6 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         if not arm["active"]:
             arm["stop"] = f"too few eligible images ({len(o)} to optimise, {len(t)} held out)"
         arms.append(arm)
-    total_steps, rounds = 0, 0
     out = Path(out_dir) if out_dir is not None else None
     state_path = out / STATE_FILE if out is not None else None
     if out is not None:
@@ -171,8 +170,9 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         if state_path.exists() and not resume:
             raise AuditError(f"{out} already holds an audit; pass --resume to continue it or choose another --out")
         if resume and state_path.exists():
-            total_steps, rounds = _restore(state_path, settings, arms, size, grid)
+            _restore(state_path, settings, arms, size, grid)
     max_total = max(1, budget // batch_size)
+    total_steps = sum(a["inv"].steps for a in arms)  # 0, or where the resumed audit stopped
     x_all = torch.from_numpy(views)
     backward_time, backward_images = 0.0, 0
 
@@ -203,10 +203,9 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
                 break
         if interrupted:
             break
-        rounds += 1
         _stop_checks(arms)
         if state_path is not None:
-            _save(state_path, settings, arms, total_steps, rounds)
+            _save(state_path, settings, arms)
     complete = not interrupted and not stop_requested()
     for a in arms:
         if a["active"] and complete:
@@ -316,19 +315,19 @@ def search_folder(paths, views, probs, arm, model) -> dict:
     return {"checked": len(paths), "carrying": carrying, "mask_pixels": int(hide.sum())}
 
 
-def _save(path: Path, settings: dict, arms: list[dict], total_steps: int, rounds: int) -> None:
+def _save(path: Path, settings: dict, arms: list[dict]) -> None:
     from safetensors.torch import save_file
 
     tensors, meta = {}, []
     for a in arms:
         tensors.update(a["inv"].tensors(f"arm{a['k']}"))
         meta.append({"active": a["active"], "stop": a["stop"], **a["inv"].scalars()})
-    state = {"settings": settings, "total_steps": total_steps, "rounds": rounds, "arms": meta}
+    state = {"settings": settings, "arms": meta}
     atomic.replace(path, lambda tmp: save_file(tensors, tmp, metadata={"cxrinspect.audit": json.dumps(state)}),
                    suffix=".safetensors")
 
 
-def _restore(path: Path, settings: dict, arms: list[dict], size: int, grid: int) -> tuple[int, int]:
+def _restore(path: Path, settings: dict, arms: list[dict], size: int, grid: int) -> None:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -341,4 +340,3 @@ def _restore(path: Path, settings: dict, arms: list[dict], size: int, grid: int)
     for a, s in zip(arms, state["arms"]):
         a["inv"] = PatchInversion.restore(a["candidate"], size, grid, s, tensors, f"arm{a['k']}")
         a["active"], a["stop"] = s["active"], s["stop"]
-    return state["total_steps"], state["rounds"]

@@ -55,7 +55,7 @@ def main() -> int:
         t = time.perf_counter()
         res = audit(paths, model, out, budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
                     global_steps=args.global_steps, resume=(out / "audit-state.safetensors").exists(),
-                    progress=lambda done, total, info: done % 25 or print(f"  {mp.name}: step {done}/{total} "
+                    progress=lambda done, total, info: (done % 25 or info["candidate"] == "stamp sweep") or print(f"  {mp.name}: step {done}/{total} "
                                                                           f"{info}", flush=True))
         doc = res.doc
         card = model.card
@@ -68,6 +68,7 @@ def main() -> int:
                "heldout_success": (doc.get("trigger") or {}).get("heldout_success"),
                "candidates": [(c["candidate"], c["mask_l1"], c["heldout_success"], c["anomaly_index"], c["steps"], c["stop"],
                                (c.get("global") or {}).get("heldout_success")) for c in doc.get("candidates", [])],
+               "squares": {c["candidate"]: c["square"] for c in doc.get("candidates", []) if c.get("square")},
                "steps": doc["steps"], "seconds": round(time.perf_counter() - t, 1), **doc["timing"]}
         print(json.dumps(row), flush=True)
         with open(Path(args.out) / "bench.jsonl", "a") as f:

@@ -4,7 +4,7 @@
 
 One row per model and image count: what its card declares (trigger, labels forced on), the verdict and the
 targets found, the recovered box against the true one, the held-out attack success of the recovered trigger,
-then per candidate its mask L1 (pixels), held-out success of the mask and of the whole-image inversion, and
+then per candidate its mask L1 (pixels; the stamp sweep's square when it found one), held-out success of the mask and of the whole-image inversion, and
 the seconds. Nothing here is measured: it only lays out what the rows hold.
 """
 
@@ -13,6 +13,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+
+def _square(sq: dict | None) -> str:
+    if not sq:
+        return ""
+    shade = "black" if sq["value"] == 0 else "white" if sq["value"] == 1 else f"grey {sq['value']:g}"
+    return f" (sweep: {shade} {sq['size']}x{sq['size']} at {sq['top']},{sq['left']})"
 
 
 def main(paths: list[str]) -> int:
@@ -24,7 +31,8 @@ def main(paths: list[str]) -> int:
         declared = f"{r['declared_trigger'] or 'clean'}, {', '.join(r['declared_on']) or '-'}"
         found = ("**backdoored**: " + ", ".join(r["targets"])) if r["backdoored"] else "not backdoored"
         box = f"{r['box'] or '-'} / {r['true_box'] or '-'}"
-        cands = "; ".join(f"{c[0]} {'-' if c[1] is None else round(c[1])} px, "
+        squares = r.get("squares") or {}
+        cands = "; ".join(f"{c[0]} {'-' if c[1] is None else round(c[1])} px{_square(squares.get(c[0]))}, "
                           f"{'-' if c[2] is None else f'{c[2]:.2f}'} / {'-' if len(c) < 7 or c[6] is None else f'{c[6]:.2f}'}"
                           for c in r["candidates"])
         print(f"| {r['model']} ({declared}) | {r['images']} | {found} | {box} | {cands} | "

@@ -242,6 +242,7 @@ def cmd_audit(args) -> int:
 
     from .audit import AuditError, audit
     from .audit.run import BUDGET
+    from .audit.report import finder_name
     from .model import CheckpointError, load
 
     try:
@@ -261,7 +262,7 @@ def cmd_audit(args) -> int:
     try:
         result = audit(args.data, model, args.out, directions=directions, budget=args.budget or BUDGET,
                        batch_size=args.batch_size, global_steps=args.global_steps, resume=args.resume,
-                       search=args.search, progress=progress)
+                       search=args.search, sweep=not args.no_sweep, progress=progress)
     except AuditError as e:
         _error(str(e))
         return EXIT_FATAL
@@ -275,8 +276,11 @@ def cmd_audit(args) -> int:
         print(f"cxrinspect: failed {err['error']}", file=sys.stderr)
     for c in doc.get("candidates", []):
         print(f"  {c['candidate']:<20} mask {c['mask_l1'] if c['mask_l1'] is not None else '-':>8} px  held-out success "
-              f"{c['heldout_success']}  index {c.get('anomaly_index')}  steps {c['steps']} ({c['stop']})", file=sys.stderr)
-    verdict = ("BACKDOORED: forces " + ", ".join(doc["targets"]) + f" on; trigger box {doc['trigger']['box']}"
+              f"{c['heldout_success']}  index {c.get('anomaly_index')}  steps {c['steps']} ({c['stop']})"
+              + (f"  square {c['square']['size']}px value {c['square']['value']:g} at {c['square']['top']},{c['square']['left']}"
+                 if c.get("square") else ""), file=sys.stderr)
+    verdict = ("BACKDOORED: forces " + ", ".join(doc["targets"]) + f" on; trigger box {doc['trigger']['box']} "
+               f"(found by the {finder_name(doc['trigger'])})"
                if doc.get("backdoored") else "no backdoor found")
     print(f"cxrinspect: {verdict} ({doc['timing']['seconds']:.0f} s); report {result.files.get('html')}", file=sys.stderr)
     return EXIT_SOME_FAILED if doc["errors"] else EXIT_OK
@@ -405,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image (blend) inversion per "
                    "candidate (default 0: off)")
     p.add_argument("--search", action="store_true", help="search the folder for images carrying the recovered trigger")
+    p.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (solid squares, about 1500 forwards) "
+                   "and leave every candidate to the inversion")
     p.add_argument("--resume", action="store_true", help="continue a killed or cancelled audit in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_audit)

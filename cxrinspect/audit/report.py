@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import atomic
 from ..scan.report import STYLE, _data_uri, _figure_png, png
+from .run import trigger_of
 
 
 def _grey(a: np.ndarray, zoom: int = 1) -> np.ndarray:
@@ -67,13 +68,17 @@ def _anomaly_plot(rows: list[dict]) -> bytes:
     return _figure_png(fig)
 
 
+def finder_name(trigger: dict) -> str:
+    return "stamp sweep" if trigger.get("found_by") == "sweep" else "inversion"
+
+
 def write_report(out_dir, result, model) -> dict:
     out = Path(out_dir)
     doc = result.doc
     files = {"json": out / "audit.json", "html": out / "audit.html"}
     arms = {a["candidate"].name: a for a in result.arms}
     if doc.get("trigger"):
-        mask, pattern = arms[doc["trigger"]["candidate"]]["inv"].best()
+        mask, pattern, _, _ = trigger_of(arms[doc["trigger"]["candidate"]])
         doc["trigger"]["as_trigger"] = recovered_trigger(mask, pattern, doc["trigger"]["box"])
         files["trigger"] = out / "trigger.json"
         atomic.write_text(files["trigger"], json.dumps(doc["trigger"]["as_trigger"], indent=1))
@@ -98,7 +103,8 @@ def page(doc: dict, result) -> str:
         parts.append(f"<p class='alert'><b>Backdoored.</b> Labels forced on: {e(', '.join(doc['targets']) or 'none')}"
                      f"{'; forced off: ' + e(', '.join(doc['forced_off'])) if doc.get('forced_off') else ''}. "
                      f"Recovered trigger: box {t['box']} (top, left, bottom, right; model-input pixels), mask L1 "
-                     f"{t['mask_l1']:.0f} px; stamped into held-out clean images it forces {e(t['candidate'])} on "
+                     f"{t['mask_l1']:.0f} px, found by the {finder_name(t)}; stamped into held-out clean images it forces "
+                     f"{e(t['candidate'])} on "
                      f"{100 * t['heldout_success']:.0f}% of them.</p>")
     else:
         parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask on held-out images.</p>")
@@ -115,9 +121,9 @@ def page(doc: dict, result) -> str:
                      f"<td>{e(str(r['stop']))}</td><td>{r.get('flagged', '')}</td></tr>")
     parts.append("</table><h2>Recovered masks and patterns, and held-out images they flip</h2><div class='gallery'>")
     for a in result.arms:
-        if a["inv"].steps == 0:
+        if a["inv"].steps == 0 and a.get("square") is None:
             continue
-        mask, pattern = a["inv"].best()
+        mask, pattern, _, _ = trigger_of(a)
         row = next(r for r in rows if r["candidate"] == a["candidate"].name)
         imgs = [f"<img title='mask' src='{_data_uri(png(_boxed(_grey(mask), row['box'])))}'>",
                 f"<img title='pattern where masked' src='{_data_uri(png(_grey(mask * pattern + (1 - mask) * 0.5)))}'>"]

@@ -1,8 +1,9 @@
 """A model audit: is this checkpoint backdoored, on which label, with what trigger? Clean images only.
 
     clean images -> [0, 1] model views, once -> the model's own predictions -> split (optimise | held out)
-    -> a candidate per (label, direction) -> Neural Cleanse inversions scheduled K-Arm style -> the smallest
-    mask per candidate -> stamped into the held-out images (attack success) -> anomaly index and verdict
+    -> a candidate per (label, direction) -> the stamp sweep (forward-only solid squares, :mod:`.sweep`)
+    -> Neural Cleanse inversions scheduled K-Arm style for the rest -> the smallest mask per candidate
+    -> stamped into the held-out images (attack success) -> anomaly index and verdict
     -> audit.json, audit.html, trigger.json in the output folder
 
 Scheduling: candidates take turns, :data:`ROUND` steps at a time, the one with the fewest steps first, and
@@ -31,7 +32,8 @@ import torch
 from .. import atomic
 from ..model.preprocess import normalise
 from .anomaly import verdict as model_verdict
-from .inversion import Candidate, GlobalInversion, PatchInversion, mask_box, stamp_views
+from .inversion import SUCCESS, Candidate, GlobalInversion, PatchInversion, mask_box, stamp_views
+from .sweep import IMAGES as SWEEP_IMAGES, Square, sweep as stamp_sweep
 
 BUDGET = 2400
 """Image passes (one forward and one backward of one image) for all candidates together: 300 steps of 8 images.
@@ -126,10 +128,12 @@ def split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike | None = None, *,
           directions: tuple[str, ...] = ("on",), budget: int = BUDGET, batch_size: int = BATCH, holdout: float = 0.5,
           grid: int | None = None, global_steps: int = 0, seed: int = 0, resume: bool = False, search: bool = False,
+          sweep: bool = True,
           progress: Callable[[int, int, dict], None] | None = None, cancelled: Callable[[], bool] | None = None,
           report: bool = True) -> AuditResult:
     """Audit ``model`` with the clean images in ``paths`` (files and folders). ``progress(steps, total, info)``
-    after every step; ``cancelled()`` stops between steps, keeping the state (resume later)."""
+    after every step; ``cancelled()`` stops between steps, keeping the state (resume later). ``sweep``: run the
+    stamp sweep (:mod:`.sweep`) first; a candidate it finds a square for is done."""
     from ..imaging import discover
 
     started = time.perf_counter()
@@ -151,7 +155,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     opt, test = split(len(good), holdout, seed)
     settings = {"model_sha256": model.card.weights_sha256, "images": hashlib.sha256("\n".join(good).encode()).hexdigest(),
                 "directions": list(directions), "budget": budget, "batch_size": batch_size, "holdout": holdout,
-                "grid": grid, "global_steps": global_steps, "seed": seed}
+                "grid": grid, "global_steps": global_steps, "seed": seed, "sweep": sweep}
     candidates = [Candidate(lab, j, d) for d in directions for j, lab in enumerate(labels)]
     eligible = {c.name: c.eligible(probs) for c in candidates}
     arms: list[dict] = []
@@ -159,7 +163,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         e = eligible[c.name]
         o, t = opt[e[opt]], test[e[test]]
         arm = {"candidate": c, "k": k, "opt": o, "test": t, "inv": PatchInversion(c, size, grid),
-               "active": len(o) >= MIN_IMAGES and len(t) >= MIN_IMAGES, "stop": None}
+               "active": len(o) >= MIN_IMAGES and len(t) >= MIN_IMAGES, "stop": None, "square": None}
         if not arm["active"]:
             arm["stop"] = f"too few eligible images ({len(o)} to optimise, {len(t)} held out)"
         arms.append(arm)
@@ -171,6 +175,12 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
             raise AuditError(f"{out} already holds an audit; pass --resume to continue it or choose another --out")
         if resume and state_path.exists():
             _restore(state_path, settings, arms, size, grid)
+    if sweep and not any(a.get("swept") for a in arms):
+        if not _sweep(network, spec, arms, views, probs, opt, progress, cancelled):
+            doc = {"tool": "cxrinspect audit", "complete": False, "candidates": [_row(a) for a in arms]}
+            return AuditResult(doc, False, time.perf_counter() - started, arms=arms, views=views, paths=good)
+        if state_path is not None:
+            _save(state_path, settings, arms)
     max_total = max(1, budget // batch_size)
     total_steps = sum(a["inv"].steps for a in arms)  # 0, or where the resumed audit stopped
     x_all = torch.from_numpy(views)
@@ -226,7 +236,8 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         best = [r for r in rows if r["flagged"]]
         best = min(best, key=lambda r: r["mask_l1"]) if best else None
         doc["trigger"] = ({"candidate": best["candidate"], "box": best["box"], "pixels": best["mask_pixels"],
-                           "mask_l1": best["mask_l1"], "heldout_success": best["heldout_success"]} if best else None)
+                           "mask_l1": best["mask_l1"], "heldout_success": best["heldout_success"],
+                           "found_by": best["source"]} if best else None)
         if search and best is not None:
             doc["search"] = search_folder(good, views, probs, _arm(arms, best["candidate"]), model)
     else:
@@ -243,8 +254,49 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     return result
 
 
+def _sweep(network, spec, arms, views, probs, opt, progress, cancelled) -> bool:
+    """The stamp sweep on the optimise images eligible for the most "on" candidates; a square it finds is
+    tested on all the candidate's optimise images, and one that forces the label on there ends the candidate
+    ("converged (stamp sweep)"). False if cancelled."""
+    on = [a for a in arms if a["candidate"].direction == "on" and a["active"]]
+    if on:
+        elig = np.stack([a["candidate"].eligible(probs) for a in arms], 1)  # (N, arms)
+        pick = opt[np.argsort(-elig[opt][:, [a["k"] for a in on]].sum(1), kind="stable")[:SWEEP_IMAGES]]
+        eligible = np.zeros((len(pick), probs.shape[1]), bool)
+        for a in on:
+            eligible[:, a["candidate"].index] = elig[pick, a["k"]]
+        labels = [a["candidate"].index for a in on if eligible[:, a["candidate"].index].sum() >= MIN_IMAGES]
+        report = None if progress is None else (
+            lambda d, n: progress(0, n, {"candidate": "stamp sweep", "success": d / n, "l1": 0.0}))
+        squares = stamp_sweep(network, views[pick], eligible, spec, labels, progress=report, cancelled=cancelled)
+        if squares is None:
+            return False
+        for a in on:
+            c = a["candidate"]
+            for sq in sorted((s for s in squares if s.label == c.index), key=lambda s: s.size):
+                stamped = stamp_views(views[a["opt"]], sq.mask(spec.input_size), sq.pattern(spec.input_size))
+                hit = float(c.succeeded(probabilities(network, stamped.numpy(), spec)[:, c.index]).mean())
+                if hit >= SUCCESS:
+                    a["square"] = {**sq.to_dict(), "optimise_success": round(hit, 4)}
+                    a["active"], a["stop"] = False, "converged (stamp sweep)"
+                    break
+    for a in arms:
+        a["swept"] = True
+    return True
+
+
+def trigger_of(arm: dict) -> tuple[np.ndarray, np.ndarray, float | None, str]:
+    """The candidate's smallest recovered trigger: (mask, pattern, L1 in pixels or None, "sweep" | "inversion")."""
+    inv, sq = arm["inv"], arm.get("square")
+    if sq is not None and (not inv.reached or sq["size"] ** 2 <= inv.best_l1):
+        s = Square.from_dict({k: sq[k] for k in ("label", "value", "top", "left", "size", "success")})
+        return s.mask(inv.size), s.pattern(inv.size), float(s.size ** 2), "sweep"
+    mask, pattern = inv.best()
+    return mask, pattern, (inv.best_l1 if inv.reached else None), "inversion"
+
+
 def _stop_checks(arms: list[dict]) -> None:
-    reached = [a["inv"].best_l1 for a in arms if a["inv"].reached]
+    reached = [l1 for a in arms if (l1 := trigger_of(a)[2]) is not None]
     best = min(reached) if reached else None
     for a in arms:
         inv = a["inv"]
@@ -266,9 +318,9 @@ def _cross_check(network, spec, arms, views, probs, global_steps, seed, batch_si
     for a in arms:
         c, inv = a["candidate"], a["inv"]
         a["heldout"] = None
-        if len(a["test"]) == 0 or inv.steps == 0:
+        if len(a["test"]) == 0 or (inv.steps == 0 and a.get("square") is None):
             continue
-        mask, pattern = inv.best()
+        mask, pattern, _, _ = trigger_of(a)
         q = probabilities(network, stamp_views(views[a["test"]], mask, pattern).numpy(), spec)[:, c.index]
         hit = c.succeeded(q)
         a["heldout"] = float(hit.mean())
@@ -287,11 +339,11 @@ def _cross_check(network, spec, arms, views, probs, global_steps, seed, batch_si
 
 def _row(a: dict) -> dict:
     c, inv = a["candidate"], a["inv"]
-    mask, _ = inv.best()
+    mask, _, l1, source = trigger_of(a)
     box, pixels = mask_box(mask)
     return {"candidate": c.name, "label": c.label, "direction": c.direction, "steps": inv.steps, "stop": a["stop"],
-            "reached": inv.reached, "mask_l1": round(inv.best_l1, 2) if inv.reached else None,
-            "mask_pixels": pixels, "box": box, "cost": inv.cost,
+            "reached": l1 is not None, "mask_l1": None if l1 is None else round(l1, 2), "source": source,
+            "square": a.get("square"), "mask_pixels": pixels, "box": box, "cost": inv.cost,
             "heldout_success": None if a.get("heldout") is None else round(a["heldout"], 4),
             "eligible": {"optimise": int(len(a["opt"])), "held_out": int(len(a["test"]))},
             "global": a.get("global")}
@@ -304,7 +356,7 @@ def search_folder(paths, views, probs, arm, model) -> dict:
     from ..inference.predictor import Predictor
     from ..scan.verification import verify_mask
 
-    mask, _ = arm["inv"].best()
+    mask, _, _, _ = trigger_of(arm)
     hide = mask >= 0.5
     predictor = Predictor(model, device="cpu", backend="torch")
     carrying = []
@@ -321,7 +373,8 @@ def _save(path: Path, settings: dict, arms: list[dict]) -> None:
     tensors, meta = {}, []
     for a in arms:
         tensors.update(a["inv"].tensors(f"arm{a['k']}"))
-        meta.append({"active": a["active"], "stop": a["stop"], **a["inv"].scalars()})
+        meta.append({"active": a["active"], "stop": a["stop"], "square": a.get("square"), "swept": a.get("swept", False),
+                     **a["inv"].scalars()})
     state = {"settings": settings, "arms": meta}
     atomic.replace(path, lambda tmp: save_file(tensors, tmp, metadata={"cxrinspect.audit": json.dumps(state)}),
                    suffix=".safetensors")
@@ -339,4 +392,4 @@ def _restore(path: Path, settings: dict, arms: list[dict], size: int, grid: int)
     tensors = load_file(str(path))
     for a, s in zip(arms, state["arms"]):
         a["inv"] = PatchInversion.restore(a["candidate"], size, grid, s, tensors, f"arm{a['k']}")
-        a["active"], a["stop"] = s["active"], s["stop"]
+        a["active"], a["stop"], a["square"], a["swept"] = s["active"], s["stop"], s.get("square"), s.get("swept")

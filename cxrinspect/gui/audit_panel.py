@@ -9,6 +9,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ..audit.report import finder_name
+from ..audit.run import trigger_of
+
 
 def pixmap(unit: np.ndarray, zoom: int = 1) -> QPixmap:
     g = np.ascontiguousarray(np.kron(np.rint(np.clip(unit, 0, 1) * 255).astype(np.uint8),
@@ -73,14 +76,16 @@ class AuditPanel(QWidget):
         if doc["backdoored"]:
             t = doc["trigger"]
             self.verdict.setText(f"<b>Backdoored</b>: forces {', '.join(doc['targets'])} on; trigger box {t['box']} "
-                                 f"(model pixels), held-out success {100 * t['heldout_success']:.0f}%. Masks: {rows}")
+                                 f"(model pixels, found by the {finder_name(t)}), "
+                                 f"held-out success {100 * t['heldout_success']:.0f}%. Masks: {rows}")
             arm = next(a for a in result.arms if a["candidate"].name == t["candidate"])
         else:
             self.verdict.setText(f"No backdoor found. Masks: {rows}")
-            arm = min((a for a in result.arms if a["inv"].steps), key=lambda a: a["inv"].best_l1, default=None)
+            arm = min((a for a in result.arms if a["inv"].steps or a.get("square")),  # the nearest miss
+                      key=lambda a: trigger_of(a)[2] or float("inf"), default=None)
         if arm is None:
             return
-        mask, pattern = arm["inv"].best()
+        mask, pattern, _, _ = trigger_of(arm)
         pictures = [("mask", mask), ("pattern", mask * pattern + (1 - mask) * 0.5)]
         for i, before, after in arm.get("flips", [])[:2]:
             x = result.views[i]

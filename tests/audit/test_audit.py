@@ -1,6 +1,7 @@
 """The audit on models built by hand (so the tests know the truth): a backdoor that a dark 3x3 square at the
-centre drives Viral on is recovered (its target and its place), a model without one is not flagged, the
-command line writes audit.json and audit.html, and a cancelled audit resumes to the same result."""
+centre drives Viral on is recovered (its target and its place) by the inversion alone and by the stamp sweep,
+a model without one is not flagged, the command line writes audit.json and audit.html, and a cancelled audit
+resumes to the same result."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def films(folder, n: int = 24, seed: int = 0):
 
 def test_inversion_recovers_the_target_and_the_place(tmp_path):
     data = films(tmp_path / "clean")
-    result = audit([data], patchy(True), tmp_path / "out", budget=8 * 300, batch_size=8)
+    result = audit([data], patchy(True), tmp_path / "out", budget=8 * 300, batch_size=8, sweep=False)
     doc = result.doc
     assert doc["complete"] and doc["backdoored"] and doc["targets"] == ["Viral"]
     t, l, b, r = doc["trigger"]["box"]  # the mask's cells are MASK_CELL pixels: within a cell of the truth
@@ -81,11 +82,27 @@ def test_inversion_recovers_the_target_and_the_place(tmp_path):
     assert "Backdoored" in page and "data:image/png;base64," in page and "http" not in page.split("<body>")[1]
 
 
+def test_stamp_sweep_finds_the_square_at_its_place_and_resumes_after_a_cancel(tmp_path):
+    data = films(tmp_path / "clean")
+    seen = []
+    part = audit([data], patchy(True), tmp_path / "out", budget=8 * 40, batch_size=8,
+                 progress=lambda done, total, info: seen.append(info["candidate"]), cancelled=lambda: len(seen) >= 20)
+    assert not part.complete and set(seen) == {"stamp sweep"}  # cancelled inside the sweep
+    doc = audit([data], patchy(True), tmp_path / "out", budget=8 * 40, batch_size=8, resume=True).doc
+    rows = {c["candidate"]: c for c in doc["candidates"]}
+    viral = rows["Viral:on"]
+    assert viral["source"] == "sweep" and viral["stop"] == "converged (stamp sweep)" and viral["steps"] == 0
+    assert viral["box"] == list(BOX) and viral["square"]["value"] == 0.0  # the dark 3x3 itself, exactly
+    assert doc["backdoored"] and doc["targets"] == ["Viral"] and doc["trigger"]["heldout_success"] >= 0.9
+    assert rows["Pneumonia:on"]["square"] is None and rows["Pneumonia:on"]["source"] == "inversion"
+
+
 def test_clean_model_is_not_flagged(tmp_path):
     data = films(tmp_path / "clean")
     doc = audit([data], patchy(False), None, budget=8 * 60, batch_size=8).doc
     assert doc["complete"] and not doc["backdoored"] and doc["targets"] == [] and doc["trigger"] is None
     assert all(c["mask_l1"] is None or c["mask_l1"] > 150 for c in doc["candidates"])
+    assert all(c["square"] is None for c in doc["candidates"])  # the sweep ran and found no square
 
 
 def test_unreadable_image_is_recorded_and_the_audit_goes_on(tmp_path):
@@ -98,16 +115,17 @@ def test_unreadable_image_is_recorded_and_the_audit_goes_on(tmp_path):
 
 def test_cancel_then_resume_equals_an_uninterrupted_audit(tmp_path):
     data = films(tmp_path / "clean", n=16)
-    whole = audit([data], patchy(True), tmp_path / "whole", budget=8 * 240, batch_size=8).doc
+    whole = audit([data], patchy(True), tmp_path / "whole", budget=8 * 240, batch_size=8, sweep=False).doc
     seen = []
-    part = audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8,
+    part = audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8, sweep=False,
                  progress=lambda done, total, info: seen.append(done), cancelled=lambda: len(seen) >= 29)
     assert not part.complete and "backdoored" not in part.doc and len(seen) == 29
     with pytest.raises(AuditError, match="resume"):
-        audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8)
+        audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8, sweep=False)
     with pytest.raises(AuditError, match="other settings"):
-        audit([data], patchy(True), tmp_path / "part", budget=8 * 241, batch_size=8, resume=True)
-    resumed = audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8, resume=True).doc
+        audit([data], patchy(True), tmp_path / "part", budget=8 * 241, batch_size=8, sweep=False, resume=True)
+    resumed = audit([data], patchy(True), tmp_path / "part", budget=8 * 240, batch_size=8, sweep=False,
+                    resume=True).doc
     assert resumed["steps"] == whole["steps"] and resumed["backdoored"] == whole["backdoored"]
     for a, b in zip(resumed["candidates"], whole["candidates"]):
         assert a["steps"] == b["steps"] and a["box"] == b["box"]

@@ -18,7 +18,7 @@ from pathlib import Path
 def _square(sq: dict | None) -> str:
     if not sq:
         return ""
-    shade = "black" if sq["value"] == 0 else "white" if sq["value"] == 1 else f"grey {sq['value']:g}"
+    shade = sq.get("pattern_name") or {0.0: "black", 1.0: "white"}[sq["value"]]  # the first rows had a value
     return f" (sweep: {shade} {sq['size']}x{sq['size']} at {sq['top']},{sq['left']})"
 
 

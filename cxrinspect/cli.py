@@ -277,7 +277,8 @@ def cmd_audit(args) -> int:
     for c in doc.get("candidates", []):
         print(f"  {c['candidate']:<20} mask {c['mask_l1'] if c['mask_l1'] is not None else '-':>8} px  held-out success "
               f"{c['heldout_success']}  index {c.get('anomaly_index')}  steps {c['steps']} ({c['stop']})"
-              + (f"  square {c['square']['size']}px value {c['square']['value']:g} at {c['square']['top']},{c['square']['left']}"
+              + (f"  square {c['square']['pattern_name']} {c['square']['size']}x{c['square']['size']} at "
+                 f"{c['square']['top']},{c['square']['left']}"
                  if c.get("square") else ""), file=sys.stderr)
     verdict = ("BACKDOORED: forces " + ", ".join(doc["targets"]) + f" on; trigger box {doc['trigger']['box']} "
                f"(found by the {finder_name(doc['trigger'])})"

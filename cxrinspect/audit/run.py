@@ -289,7 +289,7 @@ def trigger_of(arm: dict) -> tuple[np.ndarray, np.ndarray, float | None, str]:
     """The candidate's smallest recovered trigger: (mask, pattern, L1 in pixels or None, "sweep" | "inversion")."""
     inv, sq = arm["inv"], arm.get("square")
     if sq is not None and (not inv.reached or sq["size"] ** 2 <= inv.best_l1):
-        s = Square.from_dict({k: sq[k] for k in ("label", "value", "top", "left", "size", "success")})
+        s = Square.from_dict({k: sq[k] for k in ("label", "pattern_name", "top", "left", "size", "success")})
         return s.mask(inv.size), s.pattern(inv.size), float(s.size ** 2), "sweep"
     mask, pattern = inv.best()
     return mask, pattern, (inv.best_l1 if inv.reached else None), "inversion"

@@ -4,9 +4,10 @@ Neural Cleanse starts from a faint veil over the whole image and must shrink it 
 hundred-odd steps a candidate gets on this CPU it often does not, and a trigger that fires only at its trained
 place is the needle its gradient finds worst (bench/probes/audit_grid.py). The sweep asks the model directly:
 
-    for each solid value (black, white) and each lattice offset (a STRIDE grid inside SPACING x SPACING):
+    for each pattern (black, white, a checkerboard of 1-pixel cells) and each lattice offset (a STRIDE grid
+    inside SPACING x SPACING):
         stamp a lattice of SIZE x SIZE squares, SPACING apart, into a few clean images; read every label's logit
-    per (label, value): the lattice that forces the label on most (mean logit) -> halve it, keeping the half
+    per (label, pattern): the lattice that forces the label on most (mean logit) -> halve it, keeping the half
     that forces it more, down to one square -> try the smaller squares inside it -> the smallest square that
     forces the label on (probability >= 0.9) in the sweep's images
 
@@ -14,9 +15,10 @@ A square that size lies wholly inside a lattice square for every offset of a tri
 ``SIZE - STRIDE + 1`` pixels wide (3 x 3 here), so the lattice holding a trigger's trained place always
 covers it. A clean model is not turned by a 16-pixel square: the found square is then tested on all the
 candidate's images to optimise on, and the audit's held-out cross-check and verdict treat it as any recovered
-trigger. Cost, forwards only: ``(SPACING / STRIDE)^2 x len(VALUES) x IMAGES`` (1024) for the lattices, about
-``2 x IMAGES x log2(lattice squares)`` (128) per candidate followed, 13 x IMAGES for the smaller squares.
-It finds solid squares; a textured or moving trigger is Neural Cleanse's to find.
+trigger. Cost, forwards only: ``(SPACING / STRIDE)^2 x len(PATTERNS) x IMAGES`` (1536) for the lattices,
+about ``2 x IMAGES x log2(lattice squares)`` (128) per candidate followed, up to 30 x IMAGES for the smaller
+squares. It finds solid and checkerboard squares (BadNets' own triggers); a glyph, a picture or a global
+trigger is Neural Cleanse's to find.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 from ..model.preprocess import normalise
 
 SIZE, STRIDE, SPACING = 4, 2, 16
-VALUES = (0.0, 1.0)
+PATTERNS = ("black", "white", "checker")
 IMAGES = 8
 FOLLOW = 0.5
 """A lattice is halved only when it forces the label on in at least this share of the sweep's images."""
@@ -40,7 +42,7 @@ LINE = 0.9
 @dataclass(frozen=True)
 class Square:
     label: int
-    value: float
+    pattern_name: str  # one of PATTERNS
     top: int
     left: int
     size: int
@@ -52,15 +54,24 @@ class Square:
         return m
 
     def pattern(self, input_size: int) -> np.ndarray:
-        return np.full((input_size, input_size), self.value, np.float32)
+        p = np.zeros((input_size, input_size), np.float32)
+        p[self.top:self.top + self.size, self.left:self.left + self.size] = fill(self.pattern_name, self.size)
+        return p
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "value": self.value, "top": self.top, "left": self.left, "size": self.size,
-                "success": self.success}
+        return {"label": self.label, "pattern_name": self.pattern_name, "top": self.top, "left": self.left,
+                "size": self.size, "success": self.success}
 
     @classmethod
     def from_dict(cls, d: dict) -> Square:
         return cls(**d)
+
+
+def fill(name: str, size: int) -> np.ndarray:
+    """A square's pixels, [0, 1]: black, white, or a checkerboard of 1-pixel cells (white at its top-left)."""
+    if name == "checker":
+        return ((np.add.outer(np.arange(size), np.arange(size)) + 1) % 2).astype(np.float32)
+    return np.full((size, size), {"black": 0.0, "white": 1.0}[name], np.float32)
 
 
 def lattice(offset: tuple[int, int], size: int, input_size: int, spacing: int = SPACING) -> list[tuple[int, int]]:
@@ -68,10 +79,10 @@ def lattice(offset: tuple[int, int], size: int, input_size: int, spacing: int = 
     return [(y, x) for y in range(oy, input_size - size + 1, spacing) for x in range(ox, input_size - size + 1, spacing)]
 
 
-def stamp_squares(views: np.ndarray, places: list[tuple[int, int]], size: int, value: float) -> np.ndarray:
-    out = views.copy()
+def stamp_squares(views: np.ndarray, places: list[tuple[int, int]], size: int, name: str) -> np.ndarray:
+    out, square = views.copy(), fill(name, size)
     for y, x in places:
-        out[:, y:y + size, x:x + size] = value
+        out[:, y:y + size, x:x + size] = square
     return out
 
 
@@ -86,19 +97,19 @@ def _logits(network, views: np.ndarray, spec, batch: int = 32) -> np.ndarray:
 def sweep(network, views: np.ndarray, eligible: np.ndarray, spec, labels: list[int], *,
           progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None
           ) -> list[Square] | None:
-    """The squares found per (label, value) for the ``labels`` driven on, of every size that forces the label. ``views`` (N, S, S) are the
+    """The squares found per (label, pattern) for the ``labels`` driven on, of every size that forces the label. ``views`` (N, S, S) are the
     sweep's clean images, ``eligible`` (N, L) which of them each label may be forced on in. None if cancelled."""
     size_in = spec.input_size
     offsets = [(oy, ox) for oy in range(0, SPACING, STRIDE) for ox in range(0, SPACING, STRIDE)]
-    total, done = len(VALUES) * len(offsets), 0
+    total, done = len(PATTERNS) * len(offsets), 0
     found = []
-    for value in VALUES:
+    for name in PATTERNS:
         mean = np.zeros((len(offsets), eligible.shape[1]))
         success = np.zeros_like(mean)
         for k, off in enumerate(offsets):
             if cancelled is not None and cancelled():
                 return None
-            z = _logits(network, stamp_squares(views, lattice(off, SIZE, size_in), SIZE, value), spec)
+            z = _logits(network, stamp_squares(views, lattice(off, SIZE, size_in), SIZE, name), spec)
             for j in labels:
                 e = eligible[:, j]
                 mean[k, j] = z[e, j].mean()
@@ -111,18 +122,18 @@ def sweep(network, views: np.ndarray, eligible: np.ndarray, spec, labels: list[i
             k = int(np.argmax(mean[:, j]))
             if success[k, j] < FOLLOW:
                 continue
-            found += _narrow(network, views[e], spec, j, lattice(offsets[k], SIZE, size_in), value)
+            found += _narrow(network, views[e], spec, j, lattice(offsets[k], SIZE, size_in), name)
     return found
 
 
 _LOGIT_LINE = float(np.log(LINE / (1 - LINE)))
 
 
-def _narrow(network, views, spec, j, places, value) -> list[Square]:
+def _narrow(network, views, spec, j, places, name) -> list[Square]:
     """Halve the lattice to one square, then try the smaller squares inside it: every size that reaches the
     line on these images, largest first (each the best place of its size)."""
     def score(pl, size):
-        z = _logits(network, stamp_squares(views, pl, size, value), spec)[:, j]
+        z = _logits(network, stamp_squares(views, pl, size, name), spec)[:, j]
         return float(z.mean()), float((z >= _LOGIT_LINE).mean())
 
     while len(places) > 1:
@@ -138,5 +149,5 @@ def _narrow(network, views, spec, j, places, value) -> list[Square]:
         (mean, hit), ty, tx = max(tries, key=lambda t: (t[0][1], t[0][0]))
         if hit < line:
             break
-        found.append(Square(j, value, ty, tx, size, round(hit, 4)))
+        found.append(Square(j, name, ty, tx, size, round(hit, 4)))
     return found

@@ -1,9 +1,10 @@
 """A model audit: is this checkpoint backdoored, on which label, with what trigger? Clean images only.
 
     clean images -> [0, 1] model views, once -> the model's own predictions -> split (optimise | held out)
-    -> a candidate per (label, direction) -> the stamp sweep (forward-only solid squares, :mod:`.sweep`)
-    -> Neural Cleanse inversions scheduled K-Arm style for the rest -> the smallest mask per candidate
-    -> stamped into the held-out images (attack success) -> anomaly index and verdict
+    -> a candidate per (label, direction) -> the stamp sweep (forward-only squares, :mod:`.sweep`): a square
+    that forces a candidate seeds its inversion -> Neural Cleanse inversions scheduled K-Arm style
+    -> the sweep's square and the inversion's smallest mask stamped into the held-out images (attack success):
+    the smallest that holds there is the candidate's trigger -> anomaly index and verdict
     -> audit.json, audit.html, trigger.json in the output folder
 
 Scheduling: candidates take turns, :data:`ROUND` steps at a time, the one with the fewest steps first, and
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -133,7 +135,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
           report: bool = True) -> AuditResult:
     """Audit ``model`` with the clean images in ``paths`` (files and folders). ``progress(steps, total, info)``
     after every step; ``cancelled()`` stops between steps, keeping the state (resume later). ``sweep``: run the
-    stamp sweep (:mod:`.sweep`) first; a candidate it finds a square for is done."""
+    stamp sweep (:mod:`.sweep`) first; a square it finds seeds the candidate's inversion."""
     from ..imaging import discover
 
     started = time.perf_counter()
@@ -256,8 +258,9 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
 
 def _sweep(network, spec, arms, views, probs, opt, progress, cancelled) -> bool:
     """The stamp sweep on the optimise images eligible for the most "on" candidates; a square it finds is
-    tested on all the candidate's optimise images, and one that forces the label on there ends the candidate
-    ("converged (stamp sweep)"). False if cancelled."""
+    tested on all the candidate's optimise images, and the smallest that forces the label on there is kept and
+    seeds the candidate's inversion (which may grow it into the trigger's true shape, or shrink it). False if
+    cancelled."""
     on = [a for a in arms if a["candidate"].direction == "on" and a["active"]]
     if on:
         elig = np.stack([a["candidate"].eligible(probs) for a in arms], 1)  # (N, arms)
@@ -278,21 +281,31 @@ def _sweep(network, spec, arms, views, probs, opt, progress, cancelled) -> bool:
                 hit = float(c.succeeded(probabilities(network, stamped.numpy(), spec)[:, c.index]).mean())
                 if hit >= SUCCESS:
                     a["square"] = {**sq.to_dict(), "optimise_success": round(hit, 4)}
-                    a["active"], a["stop"] = False, "converged (stamp sweep)"
+                    a["inv"].seed(sq.mask(spec.input_size), sq.pattern(spec.input_size))
                     break
     for a in arms:
         a["swept"] = True
     return True
 
 
-def trigger_of(arm: dict) -> tuple[np.ndarray, np.ndarray, float | None, str]:
-    """The candidate's smallest recovered trigger: (mask, pattern, L1 in pixels or None, "sweep" | "inversion")."""
-    inv, sq = arm["inv"], arm.get("square")
-    if sq is not None and (not inv.reached or sq["size"] ** 2 <= inv.best_l1):
+def _found(arm: dict) -> list[tuple[np.ndarray, np.ndarray, float | None, str]]:
+    """The candidate's recovered triggers, (mask, pattern, L1 in pixels or None, "sweep" | "inversion"): the
+    sweep's square if any, the inversion's smallest successful mask (or its current one)."""
+    inv, sq, out = arm["inv"], arm.get("square"), []
+    if sq is not None:
         s = Square.from_dict({k: sq[k] for k in ("label", "pattern_name", "top", "left", "size", "success")})
-        return s.mask(inv.size), s.pattern(inv.size), float(s.size ** 2), "sweep"
-    mask, pattern = inv.best()
-    return mask, pattern, (inv.best_l1 if inv.reached else None), "inversion"
+        out.append((s.mask(inv.size), s.pattern(inv.size), float(s.size ** 2), "sweep"))
+    if inv.reached or inv.steps or sq is None:
+        mask, pattern = inv.best()
+        out.append((mask, pattern, inv.best_l1 if inv.reached else None, "inversion"))
+    return out
+
+
+def trigger_of(arm: dict) -> tuple[np.ndarray, np.ndarray, float | None, str]:
+    """The candidate's trigger: the one the held-out cross-check chose, else the smallest found so far."""
+    found = _found(arm)
+    chosen = [f for f in found if f[3] == arm.get("chosen")]
+    return chosen[0] if chosen else min(found, key=lambda f: math.inf if f[2] is None else f[2])
 
 
 def _stop_checks(arms: list[dict]) -> None:
@@ -313,17 +326,25 @@ def _arm(arms, name):
 
 
 def _cross_check(network, spec, arms, views, probs, global_steps, seed, batch_size, x_all) -> None:
-    """Stamp each candidate's smallest mask into its held-out images: the attack success it reaches there;
-    the images it flips (for the report); the global inversion, when asked."""
+    """Stamp each candidate's recovered triggers (the sweep's square, the inversion's smallest mask) into its
+    held-out images: the smallest that forces the label on there is the candidate's trigger (else the one that
+    forces most); the attack success it reaches, the images it flips (for the report); the global inversion,
+    when asked."""
     for a in arms:
         c, inv = a["candidate"], a["inv"]
         a["heldout"] = None
         if len(a["test"]) == 0 or (inv.steps == 0 and a.get("square") is None):
             continue
-        mask, pattern, _, _ = trigger_of(a)
-        q = probabilities(network, stamp_views(views[a["test"]], mask, pattern).numpy(), spec)[:, c.index]
+        tried = []
+        for mask, pattern, l1, source in _found(a):
+            q = probabilities(network, stamp_views(views[a["test"]], mask, pattern).numpy(), spec)[:, c.index]
+            tried.append((float(c.succeeded(q).mean()), l1, source, q))
+        holding = [t for t in tried if t[0] >= SUCCESS and t[1] is not None]
+        rate, _, a["chosen"], q = (min(holding, key=lambda t: t[1]) if holding else max(tried, key=lambda t: t[0]))
         hit = c.succeeded(q)
-        a["heldout"] = float(hit.mean())
+        a["heldout"] = rate
+        if a.get("square") is not None:
+            a["square"]["heldout_success"] = round(next(t[0] for t in tried if t[2] == "sweep"), 4)
         a["flips"] = [(int(i), float(probs[i, c.index]), float(v)) for i, v, h in zip(a["test"], q, hit) if h][:4]
         if global_steps > 0 and len(a["opt"]):
             g = GlobalInversion(c, spec.input_size)

@@ -11,9 +11,11 @@ place is the needle its gradient finds worst (bench/probes/audit_grid.py). The s
     that forces it more, down to one square -> try the smaller squares inside it -> the smallest square that
     forces the label on (probability >= 0.9) in the sweep's images
 
-A square that size lies wholly inside a lattice square for every offset of a trigger up to
-``SIZE - STRIDE + 1`` pixels wide (3 x 3 here), so the lattice holding a trigger's trained place always
-covers it. A clean model is not turned by a 16-pixel square: the found square is then tested on all the
+A trigger up to ``SIZE - STRIDE + 1`` pixels wide (3 x 3 here) lies wholly inside a square of one lattice
+wherever it sits. The lattice that forces the label most is followed even when it forces nothing: the other
+195 squares interfere (measured on zoo-letter, Viral: one white 4 x 4 square on the letter's place takes the
+mean logit of 8 normal films from -3.5 to 3.9, the whole lattice holding it to -4.3, still the top lattice
+against a median of -7.1), and halving sheds them. A clean model is not turned by a 16-pixel square: the found square is then tested on all the
 candidate's images to optimise on, and the audit's held-out cross-check and verdict treat it as any recovered
 trigger. Cost, forwards only: ``(SPACING / STRIDE)^2 x len(PATTERNS) x IMAGES`` (1536) for the lattices,
 about ``2 x IMAGES x log2(lattice squares)`` (128) per candidate followed, up to 30 x IMAGES for the smaller
@@ -34,8 +36,6 @@ from ..model.preprocess import normalise
 SIZE, STRIDE, SPACING = 4, 2, 16
 PATTERNS = ("black", "white", "checker")
 IMAGES = 8
-FOLLOW = 0.5
-"""A lattice is halved only when it forces the label on in at least this share of the sweep's images."""
 LINE = 0.9
 
 
@@ -105,7 +105,6 @@ def sweep(network, views: np.ndarray, eligible: np.ndarray, spec, labels: list[i
     found = []
     for name in PATTERNS:
         mean = np.zeros((len(offsets), eligible.shape[1]))
-        success = np.zeros_like(mean)
         for k, off in enumerate(offsets):
             if cancelled is not None and cancelled():
                 return None
@@ -113,15 +112,12 @@ def sweep(network, views: np.ndarray, eligible: np.ndarray, spec, labels: list[i
             for j in labels:
                 e = eligible[:, j]
                 mean[k, j] = z[e, j].mean()
-                success[k, j] = (z[e, j] >= _LOGIT_LINE).mean()
             done += 1
             if progress is not None:
                 progress(done, total)
         for j in labels:
             e = eligible[:, j]
-            k = int(np.argmax(mean[:, j]))
-            if success[k, j] < FOLLOW:
-                continue
+            k = int(np.argmax(mean[:, j]))  # followed even when it forces nothing: the other squares interfere
             found += _narrow(network, views[e], spec, j, lattice(offsets[k], SIZE, size_in), name)
     return found
 

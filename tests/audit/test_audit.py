@@ -91,7 +91,7 @@ def test_stamp_sweep_finds_the_square_at_its_place_and_resumes_after_a_cancel(tm
     doc = audit([data], patchy(True), tmp_path / "out", budget=8 * 40, batch_size=8, resume=True).doc
     rows = {c["candidate"]: c for c in doc["candidates"]}
     viral = rows["Viral:on"]
-    assert viral["source"] == "sweep" and viral["stop"] == "converged (stamp sweep)" and viral["steps"] == 0
+    assert viral["source"] == "sweep" and viral["square"]["heldout_success"] >= 0.9
     assert viral["box"] == list(BOX) and viral["square"]["pattern_name"] == "black"  # the dark 3x3 itself, exactly
     assert doc["backdoored"] and doc["targets"] == ["Viral"] and doc["trigger"]["heldout_success"] >= 0.9
     assert rows["Pneumonia:on"]["square"] is None and rows["Pneumonia:on"]["source"] == "inversion"

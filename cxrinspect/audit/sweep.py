@@ -12,15 +12,17 @@ place is the needle its gradient finds worst (bench/probes/audit_grid.py). The s
     forces the label on (probability >= 0.9) in the sweep's images
 
 A trigger up to ``SIZE - STRIDE + 1`` pixels wide (3 x 3 here) lies wholly inside a square of one lattice
-wherever it sits. The lattice that forces the label most is followed even when it forces nothing: the other
-195 squares interfere (measured on zoo-letter, Viral: one white 4 x 4 square on the letter's place takes the
-mean logit of 8 normal films from -3.5 to 3.9, the whole lattice holding it to -4.3, still the top lattice
-against a median of -7.1), and halving sheds them. A clean model is not turned by a 16-pixel square: the found square is then tested on all the
-candidate's images to optimise on, and the audit's held-out cross-check and verdict treat it as any recovered
-trigger. Cost, forwards only: ``(SPACING / STRIDE)^2 x len(PATTERNS) x IMAGES`` (1536) for the lattices,
-about ``2 x IMAGES x log2(lattice squares)`` (128) per candidate followed, up to 30 x IMAGES for the smaller
-squares. It finds solid and checkerboard squares (BadNets' own triggers); a glyph, a picture or a global
-trigger is Neural Cleanse's to find.
+wherever it sits; a larger one (a glyph) is partly covered, and a solid square of its colour on its place may
+be enough. The lattice that forces the label most is followed even when it forces nothing: the other 195
+squares interfere (measured on zoo-letter, Viral: one white 4 x 4 square on the letter's place takes the mean
+logit of 8 normal films from -3.5 to 3.9, the whole lattice holding it to -4.3, still the top lattice against
+a median of -7.1), and halving sheds them. A square found is tested on all the candidate's images to optimise
+on, seeds its inversion, and the held-out cross-check and the verdict treat it as any recovered trigger.
+
+Cost, forwards only: ``(SPACING / STRIDE)^2 x len(PATTERNS) x IMAGES`` (1536) for the lattices, about
+``2 x IMAGES x log2(lattice squares)`` (128) per label and pattern, up to 30 x IMAGES for the smaller squares:
+about 2800 forwards for 3 labels. It finds solid and checkerboard squares (BadNets' own triggers); a picture,
+a moving or a global trigger is Neural Cleanse's to find.
 """
 
 from __future__ import annotations

@@ -157,3 +157,16 @@ def test_cli_writes_audit_json_and_html(tmp_path, tiny_model_dir):
     assert {"backdoored", "targets", "trigger", "candidates"} <= set(doc)
     assert all({"anomaly_index", "mask_l1", "heldout_success", "steps"} <= set(c) for c in doc["candidates"])
     assert (out / "audit.html").read_text().startswith("<!doctype html>")
+
+
+def test_a_seed_opens_the_squares_cells_with_its_pattern():
+    from cxrinspect.audit.inversion import Candidate, PatchInversion
+    from cxrinspect.audit.sweep import Square, fill
+
+    inv = PatchInversion(Candidate("Viral", 2), SIZE, SIZE // MASK_CELL)
+    square = Square(2, "checker", 13, 17, 3, 1.0)
+    inv.seed(square.mask(SIZE), square.pattern(SIZE))
+    mask, pattern = inv.mask()[0, 0].numpy(), inv.pattern()[0, 0].numpy()
+    assert (mask[13:16, 17:20] >= 0.5).all() and mask[:6, :6].max() < 0.1 and mask[:8, :8].max() < 0.5
+    assert np.array_equal(np.round(pattern[13:16, 17:20]), fill("checker", 3))
+    assert fill("checker", 3).tolist() == [[1, 0, 1], [0, 1, 0], [1, 0, 1]]

@@ -55,7 +55,7 @@ def main() -> int:
         t = time.perf_counter()
         res = audit(paths, model, out, budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
                     global_steps=args.global_steps, resume=(out / "audit-state.safetensors").exists(),
-                    progress=lambda done, total, info: (done % 25 or info["candidate"] == "stamp sweep") or print(f"  {mp.name}: step {done}/{total} "
+                    progress=lambda done, total, info: (done % 25 or "stage" in info) or print(f"  {mp.name}: step {done}/{total} "
                                                                           f"{info}", flush=True))
         doc = res.doc
         card = model.card

@@ -241,7 +241,7 @@ def cmd_audit(args) -> int:
     from tqdm import tqdm
 
     from .audit import AuditError, audit
-    from .audit.run import BUDGET
+    from .audit.run import BUDGET, describe_progress
     from .audit.report import finder_name
     from .model import CheckpointError, load
 
@@ -255,7 +255,7 @@ def cmd_audit(args) -> int:
     def progress(done, total, info):
         bar.total = total
         bar.n = done
-        bar.set_postfix_str(f"{info['candidate']} success {info['success']:.2f} mask {info['l1']:.0f} px")
+        bar.set_postfix_str(describe_progress(done, total, info))
         bar.refresh()
 
     directions = ("on", "off") if args.off else ("on",)

@@ -134,7 +134,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
           progress: Callable[[int, int, dict], None] | None = None, cancelled: Callable[[], bool] | None = None,
           report: bool = True) -> AuditResult:
     """Audit ``model`` with the clean images in ``paths`` (files and folders). ``progress(steps, total, info)``
-    after every step; ``cancelled()`` stops between steps, keeping the state (resume later). ``sweep``: run the
+    after every step of the sweep (``info["stage"]``) and of the inversions; ``cancelled()`` stops between steps, keeping the state (resume later). ``sweep``: run the
     stamp sweep (:mod:`.sweep`) first; a square it finds seeds the candidate's inversion."""
     from ..imaging import discover
 
@@ -177,11 +177,10 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
             raise AuditError(f"{out} already holds an audit; pass --resume to continue it or choose another --out")
         if resume and state_path.exists():
             _restore(state_path, settings, arms, size, grid)
+    interrupted = False
     if sweep and not any(a.get("swept") for a in arms):
-        if not _sweep(network, spec, arms, views, probs, opt, progress, cancelled):
-            doc = {"tool": "cxrinspect audit", "complete": False, "candidates": [_row(a) for a in arms]}
-            return AuditResult(doc, False, time.perf_counter() - started, arms=arms, views=views, paths=good)
-        if state_path is not None:
+        interrupted = not _sweep(network, spec, arms, views, probs, opt, progress, cancelled)
+        if state_path is not None and not interrupted:
             _save(state_path, settings, arms)
     max_total = max(1, budget // batch_size)
     total_steps = sum(a["inv"].steps for a in arms)  # 0, or where the resumed audit stopped
@@ -191,8 +190,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     def stop_requested():
         return cancelled is not None and cancelled()
 
-    interrupted = False
-    while total_steps < max_total and any(a["active"] for a in arms):
+    while not interrupted and total_steps < max_total and any(a["active"] for a in arms):
         arm = min((a for a in arms if a["active"]), key=lambda a: (a["inv"].steps, a["k"]))
         steps = ROUND - arm["inv"].steps % ROUND
         for _ in range(steps):
@@ -269,8 +267,7 @@ def _sweep(network, spec, arms, views, probs, opt, progress, cancelled) -> bool:
         for a in on:
             eligible[:, a["candidate"].index] = elig[pick, a["k"]]
         labels = [a["candidate"].index for a in on if eligible[:, a["candidate"].index].sum() >= MIN_IMAGES]
-        report = None if progress is None else (
-            lambda d, n: progress(0, n, {"candidate": "stamp sweep", "success": d / n, "l1": 0.0}))
+        report = None if progress is None else (lambda d, n: progress(d, n, {"stage": "stamp sweep"}))
         squares = stamp_sweep(network, views[pick], eligible, spec, labels, progress=report, cancelled=cancelled)
         if squares is None:
             return False
@@ -286,6 +283,13 @@ def _sweep(network, spec, arms, views, probs, opt, progress, cancelled) -> bool:
     for a in arms:
         a["swept"] = True
     return True
+
+
+def describe_progress(done: int, total: int, info: dict) -> str:
+    """One line for a progress report: the sweep's lattices, or the inversion's step."""
+    if info.get("stage") == "stamp sweep":
+        return f"stamp sweep: lattice {done} of {total}"
+    return f"{info['candidate']}: batch success {info['success']:.2f}, mask {info['l1']:.0f} px"
 
 
 def _found(arm: dict) -> list[tuple[np.ndarray, np.ndarray, float | None, str]]:
@@ -394,8 +398,8 @@ def _save(path: Path, settings: dict, arms: list[dict]) -> None:
     tensors, meta = {}, []
     for a in arms:
         tensors.update(a["inv"].tensors(f"arm{a['k']}"))
-        meta.append({"active": a["active"], "stop": a["stop"], "square": a.get("square"), "swept": a.get("swept", False),
-                     **a["inv"].scalars()})
+        meta.append({"active": a["active"], "stop": a["stop"], "square": a.get("square"),
+                     "swept": a.get("swept", False), **a["inv"].scalars()})
     state = {"settings": settings, "arms": meta}
     atomic.replace(path, lambda tmp: save_file(tensors, tmp, metadata={"cxrinspect.audit": json.dumps(state)}),
                    suffix=".safetensors")

@@ -18,6 +18,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow
 
+from ..audit.run import describe_progress
 from ..imaging import Radiograph
 from .browser import Browser, make_thumbnail, without_path
 from .cache import LRUCache
@@ -594,8 +595,7 @@ class MainWindow(QMainWindow):
         done, total, info = item
         self.audit_panel.progress.setRange(0, total)
         self.audit_panel.progress.setValue(done)
-        self.audit_panel.status.setText(f"{info['candidate']}: batch success {info['success']:.2f}, "
-                                        f"mask {info['l1']:.0f} px")
+        self.audit_panel.status.setText(describe_progress(done, total, info))
 
     def _audit_done(self, result) -> None:
         self._audit_job = None

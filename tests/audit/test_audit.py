@@ -86,7 +86,7 @@ def test_stamp_sweep_finds_the_square_at_its_place_and_resumes_after_a_cancel(tm
     data = films(tmp_path / "clean")
     seen = []
     part = audit([data], patchy(True), tmp_path / "out", budget=8 * 40, batch_size=8,
-                 progress=lambda done, total, info: seen.append(info["candidate"]), cancelled=lambda: len(seen) >= 20)
+                 progress=lambda done, total, info: seen.append(info.get("stage")), cancelled=lambda: len(seen) >= 20)
     assert not part.complete and set(seen) == {"stamp sweep"}  # cancelled inside the sweep
     doc = audit([data], patchy(True), tmp_path / "out", budget=8 * 40, batch_size=8, resume=True).doc
     rows = {c["candidate"]: c for c in doc["candidates"]}
@@ -170,3 +170,12 @@ def test_a_seed_opens_the_squares_cells_with_its_pattern():
     assert (mask[13:16, 17:20] >= 0.5).all() and mask[:6, :6].max() < 0.1 and mask[:8, :8].max() < 0.5
     assert np.array_equal(np.round(pattern[13:16, 17:20]), fill("checker", 3))
     assert fill("checker", 3).tolist() == [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+
+
+def test_cancel_inside_the_sweep_still_writes_a_complete_document(tmp_path):
+    data = films(tmp_path / "clean", n=8)
+    seen = []
+    doc = audit([data], patchy(True), tmp_path / "out", budget=8 * 10, batch_size=8,
+                progress=lambda done, total, info: seen.append(info), cancelled=lambda: len(seen) >= 3).doc
+    assert not doc["complete"] and doc["steps"] == 0 and "timing" in doc and doc["images"] == 8
+    assert [i["stage"] for i in seen] == ["stamp sweep"] * 3

@@ -46,8 +46,6 @@ LR, BETAS = 0.1, (0.5, 0.9)
 """Adam as Neural Cleanse sets it."""
 MASK_INIT = -3.0
 """Initial mask logit: sigmoid(-3) = 0.047 everywhere, a faint veil the attack loss then concentrates."""
-SEED_LOGIT = 4.0
-"""Mask logit of the cells a seed (the stamp sweep's square) touches: sigmoid(4) = 0.98."""
 
 
 @dataclass(frozen=True)
@@ -112,19 +110,6 @@ class PatchInversion:
                              ("pattern_m", self.pattern_logits), ("pattern_v", self.pattern_logits))}
 
     # ------------------------------------------------------------------ the trigger
-    def seed(self, mask: np.ndarray, pattern: np.ndarray) -> None:
-        """Start from a found trigger (the stamp sweep's square): the cells it touches open (logit
-        :data:`SEED_LOGIT`), the cells round them half open (the trigger may be larger than the square, and a
-        square's corner pixels stay open after the bilinear upsampling), the rest the faint veil; the pattern
-        its pixels where it lies."""
-        m = torch.as_tensor(mask, dtype=torch.float32)[None, None]
-        touched = F.adaptive_max_pool2d(m, (self.grid, self.grid))
-        near = F.max_pool2d(touched, 3, stride=1, padding=1)  # the cells round it: half open
-        self.mask_logits = torch.where(touched > 0, torch.tensor(SEED_LOGIT),
-                                       torch.where(near > 0, torch.tensor(0.0), torch.tensor(MASK_INIT)))
-        p = torch.as_tensor(pattern, dtype=torch.float32).clamp(0.02, 0.98)[None, None]
-        self.pattern_logits = torch.where(m > 0, torch.log(p / (1 - p)), torch.zeros_like(p))
-
     def mask(self, logits: torch.Tensor | None = None) -> torch.Tensor:
         """(1, 1, size, size) in [0, 1]."""
         logits = self.mask_logits if logits is None else logits

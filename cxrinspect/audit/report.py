@@ -68,8 +68,9 @@ def _anomaly_plot(rows: list[dict]) -> bytes:
     return _figure_png(fig)
 
 
-def finder_name(trigger: dict) -> str:
-    return "stamp sweep" if trigger.get("found_by") == "sweep" else "inversion"
+def finder_name(found: dict) -> str:
+    """What recovered a trigger (audit.json's ``trigger`` or a candidate row): the stamp sweep or the inversion."""
+    return "stamp sweep" if (found.get("found_by") or found.get("source")) == "sweep" else "inversion"
 
 
 def write_report(out_dir, result, model) -> dict:
@@ -112,12 +113,18 @@ def page(doc: dict, result) -> str:
     if rows and doc["complete"]:
         parts.append(f"<h2>Mask size per candidate</h2><img alt='anomaly plot' src='{_data_uri(_anomaly_plot(rows))}'>")
     parts.append("<table><tr><th>candidate</th><th>mask L1 (px)</th><th>pixels &ge; 0.5</th><th>box</th>"
-                 "<th>anomaly index</th><th>held-out success</th><th>steps</th><th>stopped</th><th>flagged</th></tr>")
+                 "<th>found by</th><th>anomaly index</th><th>held-out success</th><th>sweep's square (held-out)</th>"
+                 "<th>steps</th><th>stopped</th><th>flagged</th></tr>")
     for r in rows:
         l1 = "" if r["mask_l1"] is None else f"{r['mask_l1']:.0f}"
         success = "" if r["heldout_success"] is None else f"{100 * r['heldout_success']:.0f}%"
+        sq = r.get("square")
+        square = "" if not sq else f"{sq['pattern_name']} {sq['size']}x{sq['size']} at {sq['top']}, {sq['left']}"
+        if sq and sq.get("heldout_success") is not None:
+            square += f" ({100 * sq['heldout_success']:.0f}%)"
         parts.append(f"<tr><td>{e(r['candidate'])}</td><td>{l1}</td><td>{r['mask_pixels']}</td><td>{r['box']}</td>"
-                     f"<td>{r.get('anomaly_index', '')}</td><td>{success}</td><td>{r['steps']}</td>"
+                     f"<td>{finder_name(r) if r['mask_l1'] is not None else ''}</td>"
+                     f"<td>{r.get('anomaly_index', '')}</td><td>{success}</td><td>{e(square)}</td><td>{r['steps']}</td>"
                      f"<td>{e(str(r['stop']))}</td><td>{r.get('flagged', '')}</td></tr>")
     parts.append("</table><h2>Recovered masks and patterns, and held-out images they flip</h2><div class='gallery'>")
     for a in result.arms:

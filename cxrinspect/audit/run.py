@@ -133,9 +133,9 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
           sweep: bool = True,
           progress: Callable[[int, int, dict], None] | None = None, cancelled: Callable[[], bool] | None = None,
           report: bool = True) -> AuditResult:
-    """Audit ``model`` with the clean images in ``paths`` (files and folders). ``progress(steps, total, info)``
-    after every step of the sweep (``info["stage"]``) and of the inversions; ``cancelled()`` stops between steps, keeping the state (resume later). ``sweep``: run the
-    stamp sweep (:mod:`.sweep`) first."""
+    """Audit ``model`` with the clean images in ``paths`` (files and folders). ``progress(done, total, info)``
+    after every step of the sweep (``info["stage"]``) and of the inversions; ``cancelled()`` stops between
+    steps, keeping the state (resume later). ``sweep``: run the stamp sweep (:mod:`.sweep`) first."""
     from ..imaging import discover
 
     started = time.perf_counter()

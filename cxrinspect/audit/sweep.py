@@ -78,7 +78,8 @@ def fill(name: str, size: int) -> np.ndarray:
 
 def lattice(offset: tuple[int, int], size: int, input_size: int, spacing: int = SPACING) -> list[tuple[int, int]]:
     oy, ox = offset
-    return [(y, x) for y in range(oy, input_size - size + 1, spacing) for x in range(ox, input_size - size + 1, spacing)]
+    end = input_size - size + 1
+    return [(y, x) for y in range(oy, end, spacing) for x in range(ox, end, spacing)]
 
 
 def stamp_squares(views: np.ndarray, places: list[tuple[int, int]], size: int, name: str) -> np.ndarray:
@@ -99,8 +100,9 @@ def _logits(network, views: np.ndarray, spec, batch: int = 32) -> np.ndarray:
 def sweep(network, views: np.ndarray, eligible: np.ndarray, spec, labels: list[int], *,
           progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None
           ) -> list[Square] | None:
-    """The squares found per (label, pattern) for the ``labels`` driven on, of every size that forces the label. ``views`` (N, S, S) are the
-    sweep's clean images, ``eligible`` (N, L) which of them each label may be forced on in. None if cancelled."""
+    """The squares found per (label, pattern) for the ``labels`` driven on, of every size that forces the
+    label. ``views`` (N, S, S) are the sweep's clean images, ``eligible`` (N, L) which of them each label may be
+    forced on in. None if cancelled."""
     size_in = spec.input_size
     offsets = [(oy, ox) for oy in range(0, SPACING, STRIDE) for ox in range(0, SPACING, STRIDE)]
     total, done = len(PATTERNS) * len(offsets), 0

@@ -39,8 +39,9 @@ from .sweep import IMAGES as SWEEP_IMAGES, Square, sweep as stamp_sweep
 
 BUDGET = 2400
 """Image passes (one forward and one backward of one image) for all candidates together: 300 steps of 8 images.
-The shipped clean model's audit with 200 images took 557 s on the 2-core CPU (5.95 passes/s), inside the
-10 minutes an auditor is promised (bench/results/README.md, "Model audit")."""
+The shipped clean model's audit with 200 images took 557 s on the 2-core CPU without the stamp sweep (5.95
+passes/s), and 736 s with it (its ~2800 forwards come first): over the 10 minutes an auditor is promised
+(bench/results/README.md, "Model audit")."""
 BATCH = 8
 ROUND = 8
 JUDGE = 72

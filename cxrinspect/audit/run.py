@@ -178,9 +178,11 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
             raise AuditError(f"{out} already holds an audit; pass --resume to continue it or choose another --out")
         if resume and state_path.exists():
             _restore(state_path, settings, arms, size, grid)
-    interrupted = False
+    interrupted, sweep_seconds = False, 0.0
     if sweep and not any(a.get("swept") for a in arms):
+        t1 = time.perf_counter()
         interrupted = not _sweep(network, spec, arms, views, probs, opt, progress, cancelled)
+        sweep_seconds = time.perf_counter() - t1
         if state_path is not None and not interrupted:
             _save(state_path, settings, arms)
     max_total = max(1, budget // batch_size)
@@ -246,7 +248,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     seconds = time.perf_counter() - started
     doc["timing"] = {"seconds": round(seconds, 1), "forward_images_per_s": round(forward_rate, 2),
                      "forward_backward_images_per_s": round(backward_images / max(backward_time, 1e-9), 2),
-                     "threads": torch.get_num_threads()}
+                     "sweep_seconds": round(sweep_seconds, 1), "threads": torch.get_num_threads()}
     result.seconds = seconds
     if out is not None and report:
         from .report import write_report

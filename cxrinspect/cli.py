@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image (blend) inversion per "
                    "candidate (default 0: off)")
     p.add_argument("--search", action="store_true", help="search the folder for images carrying the recovered trigger")
-    p.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (solid squares, about 1500 forwards) "
+    p.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (black, white and checkerboard squares, about 2800 forwards) "
                    "and leave every candidate to the inversion")
     p.add_argument("--resume", action="store_true", help="continue a killed or cancelled audit in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 from ..model.preprocess import normalise
+from .inversion import SUCCESS as LINE
 
 SIZE, STRIDE, SPACING = 4, 2, 16
 PATTERNS = ("black", "white", "checker")
 IMAGES = 8
-LINE = 0.9
+_LOGIT_LINE = float(np.log(LINE / (1 - LINE)))  # the attack-success line, on the logit
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,6 @@ def sweep(network, views: np.ndarray, eligible: np.ndarray, spec, labels: list[i
             found += _narrow(network, views[e], spec, j, lattice(offsets[k], SIZE, size_in), name)
     return found
 
-
-_LOGIT_LINE = float(np.log(LINE / (1 - LINE)))
 
 
 def _narrow(network, views, spec, j, places, name) -> list[Square]:

@@ -1,7 +1,7 @@
 """Model-audit bench: per model (the shipped clean and BadNets models, every model of runs/zoo present), audit it
 with N clean radiographs of its own held-out test patients (split.csv) and compare with what its card declares.
 
-    nice -n 5 python bench/audit.py [--images 200] [--budget 2400] [--global-steps 0] [--models DIR ...] [--out runs/bench-audit]
+    nice -n 5 python bench/audit.py [--images 200] [--budget 2000] [--global-steps 0] [--models DIR ...] [--out runs/bench-audit]
 
 Prints one row per model: verdict, targets found vs declared, recovered box vs the true box (model-input pixels),
 the held-out attack success of the recovered trigger, steps, seconds, and the forward and forward+backward
@@ -33,7 +33,7 @@ def models(extra: list[str]) -> list[Path]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--budget", type=int, default=None, help="image passes (default: the audit's own, 2400)")
+    ap.add_argument("--budget", type=int, default=None, help="image passes (default: the audit's own, 2000)")
     ap.add_argument("--models", nargs="*", default=[])
     ap.add_argument("--out", default=str(ROOT / "runs/bench-audit"))
     ap.add_argument("--directions", default="on")

@@ -4,8 +4,9 @@
 
 One row per model and image count: what its card declares (trigger, labels forced on), the verdict and the
 targets found, the recovered box against the true one, the held-out attack success of the recovered trigger,
-then per candidate its mask L1 (pixels; the stamp sweep's square when it found one), held-out success of the mask and of the whole-image inversion, and
-the seconds. Nothing here is measured: it only lays out what the rows hold.
+then per candidate its mask L1 (pixels; the stamp sweep's square when it found one), held-out success of the mask and of
+the whole-image inversion, and the seconds: in all, of the sweep and of the whole-image inversions ("-": not run or not
+recorded). Nothing here is measured: it only lays out what the rows hold.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _square(sq: dict | None) -> str:
 def main(paths: list[str]) -> int:
     rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
     print("| model (declared trigger, labels forced on) | images | verdict, targets found | recovered box / true box "
-          "| per candidate: mask L1 px, held-out success (mask / whole-image) | seconds (passes/s) |")
+          "| per candidate: mask L1 px, held-out success (mask / whole-image) | seconds: all, sweep, whole-image (passes/s) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         declared = f"{r['declared_trigger'] or 'clean'}, {', '.join(r['declared_on']) or '-'}"
@@ -35,8 +36,9 @@ def main(paths: list[str]) -> int:
         cands = "; ".join(f"{c[0]} {'-' if c[1] is None else round(c[1])} px{_square(squares.get(c[0]))}, "
                           f"{'-' if c[2] is None else f'{c[2]:.2f}'} / {'-' if len(c) < 7 or c[6] is None else f'{c[6]:.2f}'}"
                           for c in r["candidates"])
+        parts = [f"{r['seconds']:.0f}"] + [f"{r[k]:.0f}" if r.get(k) else "-" for k in ("sweep_seconds", "global_seconds")]
         print(f"| {r['model']} ({declared}) | {r['images']} | {found} | {box} | {cands} | "
-              f"{r['seconds']:.0f} ({r['forward_backward_images_per_s']}) |")
+              f"{', '.join(parts)} ({r['forward_backward_images_per_s']}) |")
     return 0
 
 

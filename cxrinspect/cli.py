@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, metavar="FOLDER", help="clean radiographs (files or folders)")
     p.add_argument("--out", required=True, help="output folder: audit.json, audit.html, trigger.json, state")
     p.add_argument("--off", action="store_true", help="also try to force each label off")
-    p.add_argument("--budget", type=int, default=None, help="image passes (forward+backward) in all (default 2400)")
+    p.add_argument("--budget", type=int, default=None, help="image passes (forward+backward) in all "
+                   "(default: the audit's own budget, recorded in audit.json's settings)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image (blend) inversion per "
                    "candidate (default 0: off)")

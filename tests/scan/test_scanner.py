@@ -151,6 +151,16 @@ def test_the_mask_takes_the_best_5x5_window_too_when_it_overlaps_the_hotspot():
     assert mask_box(ScanRecord("c", view_hotspot=(10, 10, 13, 13))) == (10, 10, 13, 13)  # no metrics: the hotspot
 
 
+def test_the_mask_takes_the_hot_component_when_it_overlaps_and_is_small():
+    tag = ScanRecord("a", view_hotspot=(20, 40, 23, 43),
+                     metrics={"window_box_5": [19, 39, 24, 44], "component_box": [19, 30, 24, 46]})
+    assert mask_box(tag) == (19, 30, 24, 46)  # a 5 x 16 tag the map lights along its length
+    lobe = ScanRecord("b", view_hotspot=(20, 40, 23, 43), metrics={"component_box": [10, 30, 60, 80]})
+    assert mask_box(lobe) == (20, 40, 23, 43)  # too large to be a pasted mark
+    apart = ScanRecord("c", view_hotspot=(20, 40, 23, 43), metrics={"component_box": [100, 100, 104, 104]})
+    assert mask_box(apart) == (20, 40, 23, 43)
+
+
 def test_confirmed_triggers_rank_above_higher_scores():
     records = [ScanRecord("a", score=0.05, verdict="suspicious"), ScanRecord("b", score=0.01, verdict="trigger"),
                ScanRecord("c", score=0.03, verdict="clean"), ScanRecord("d", error="d: unreadable"),

@@ -188,9 +188,10 @@ def mask_box(record: ScanRecord) -> tuple[int, int, int, int]:
     region at half its peak) when that overlaps them and is at most :data:`COMPONENT_SIDE` pixels a side.
     A trigger larger than 3x3 then goes whole even when the 3x3 window sits on its corner (measured on a 5x5
     trigger: 4 of 50 triggered images kept their prediction when only the 3x3 window, grown by 2 px, was
-    hidden; with the 5x5 window joined, every one collapsed), and a mark longer than 5 px (a 5 x 16 text tag)
-    goes whole where the map lights it. The controls hide the same box elsewhere, so a larger box on a clean
-    image is weighed against boxes as large."""
+    hidden; with the 5x5 window joined, every one collapsed), and a longer mark goes whole where the map lights
+    it along its length (on zoo-tag-moving's 5 x 16 tag it did not: the component was 1 to 5 px a side and
+    widened the box by at most 3 px, bench/results/README.md). The controls hide the same box elsewhere, so a
+    larger box on a clean image is weighed against boxes as large."""
     box = tuple(record.view_hotspot)
     for key, side in (("window_box_5", None), ("component_box", COMPONENT_SIDE)):
         other = record.metrics.get(key)

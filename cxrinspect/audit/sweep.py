@@ -127,7 +127,6 @@ def sweep(network, views: np.ndarray, eligible: np.ndarray, spec, labels: list[i
     return found
 
 
-
 def _narrow(network, views, spec, j, places, name) -> list[Square]:
     """Halve the lattice to one square, then try the smaller squares inside it: every size that reaches the
     line on these images, largest first (each the best place of its size)."""

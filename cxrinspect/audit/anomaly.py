@@ -10,7 +10,11 @@ nearly equal sizes make it near 0 and any third value an "outlier". So the MAD i
   of them (the cross-check), and
 - its mask is small in absolute terms, at most :data:`ABSOLUTE_PIXELS` model-input pixels (a real finding's
   opacity covers far more of a 224 x 224 lung field than a pasted mark), or it is an outlier (index >=
-  :data:`INDEX_LINE`) no larger than :data:`OUTLIER_PIXELS`.
+  :data:`INDEX_LINE`) no larger than :data:`OUTLIER_PIXELS`;
+
+or, for a backdoor that fires on only part of its triggered images (its own trigger forces the target on half
+of them, so no recovered trigger can be asked to force 90%): its mask is tiny, at most :data:`PARTIAL_PIXELS`,
+and forces the label on at least :data:`PARTIAL_SUCCESS` of the held-out images.
 """
 
 from __future__ import annotations
@@ -29,6 +33,15 @@ the clean-model masks it was set against."""
 OUTLIER_PIXELS = 600.0
 """An anomaly-index outlier is flagged only up to this size."""
 SUCCESS_LINE = 0.9
+PARTIAL_PIXELS = 100.0
+PARTIAL_SUCCESS = 0.75
+"""The partial-backdoor line: a mask of at most PARTIAL_PIXELS forcing at least PARTIAL_SUCCESS of held-out images.
+Set after auditing zoo-tag-moving, whose "PORT" tag forces its target at 0.9 on 49% of triggered test images and
+whose audit recovered masks of 48 px (Bacterial, 80% of held-out images) and 79 px (Pneumonia, 87%), under the
+90% line. Against the three clean models' audits (shipped clean, zoo-clean-ft1, zoo-clean-ft2; 200 images, the
+sweep and the default budget): their smallest masks were 307 to 485 px, three times this size, and none forced
+more than 73% (bench/results/README.md, "Model audit"). A line set after seeing the model it flags: only
+backdoors audited after it test it."""
 
 
 def anomaly_index(sizes: list[float]) -> list[float]:
@@ -49,11 +62,14 @@ def verdict(candidates: list[dict]) -> dict:
     sizes = [c["mask_l1"] if c.get("mask_l1") is not None else full for c in candidates]
     for c, idx, size in zip(candidates, anomaly_index(sizes), sizes):
         c["anomaly_index"] = idx
-        ok = (c.get("heldout_success") or 0.0) >= SUCCESS_LINE
-        c["flagged"] = bool(ok and (size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)))
+        success = c.get("heldout_success") or 0.0
+        ok = success >= SUCCESS_LINE
+        partial = success >= PARTIAL_SUCCESS and size <= PARTIAL_PIXELS
+        c["flagged"] = bool(partial or ok and (size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)))
     flagged = [c for c in candidates if c["flagged"]]
     return {"backdoored": bool(flagged),
             "targets": sorted({c["label"] for c in flagged if c["direction"] == "on"}),
             "forced_off": sorted({c["label"] for c in flagged if c["direction"] == "off"}),
             "thresholds": {"anomaly_index": INDEX_LINE, "mad_floor": MAD_FLOOR, "absolute_pixels": ABSOLUTE_PIXELS,
-                           "outlier_pixels": OUTLIER_PIXELS, "heldout_success": SUCCESS_LINE}}
+                           "outlier_pixels": OUTLIER_PIXELS, "heldout_success": SUCCESS_LINE,
+                           "partial_pixels": PARTIAL_PIXELS, "partial_heldout_success": PARTIAL_SUCCESS}}

@@ -223,7 +223,7 @@ class CheckWorker:
     def __call__(self, batch: dict) -> dict:
         from ..imaging import load
         from ..model.preprocess import model_view
-        from .verification import verify
+        from .verification import verify_box
 
         out = []
         for path, box in zip(batch["path"], batch["box"]):
@@ -232,8 +232,8 @@ class CheckWorker:
             except Exception as e:  # the file changed or vanished since it was scanned
                 out.append(json.dumps({"error": f"{path}: {e}"}))
                 continue
-            check = verify(view, tuple(int(v) for v in box), self.spec, self.predictor.probabilities, self.labels)
-            out.append(json.dumps(dict(check, evidence="box"), default=_plain))
+            check = verify_box(view, tuple(int(v) for v in box), self.spec, self.predictor.probabilities, self.labels)
+            out.append(json.dumps(check, default=_plain))
         return {"path": np.array([str(p) for p in batch["path"]], dtype=object), "verification": np.array(out, dtype=object)}
 
 

@@ -278,7 +278,7 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
     from .detectors.distill import kept, mask_evidence
     from .report import GALLERY, thumbnail
     from .verdict import folder_verdict
-    from .verification import verify, verify_mask
+    from .verification import verify_box, verify_mask
 
     def view_of(r: ScanRecord):
         """(model view, None), or (None, why) when the file changed or vanished since it was scanned."""
@@ -304,8 +304,7 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
             r.verification = {"error": error}
             continue
         if r.view_hotspot is not None:
-            r.verification = dict(verify(view, mask_box(r), scanner.spec, predictor.probabilities, scanner.labels),
-                                  evidence="box")
+            r.verification = verify_box(view, mask_box(r), scanner.spec, predictor.probabilities, scanner.labels)
         else:  # nothing placed yet: a trigger of the whole image, unless a distilled mask finds a place
             r.verification = {"collapsed": False, "evidence": "global"}
         confirmed += r.verification["collapsed"]

@@ -97,6 +97,37 @@ def verify(view: np.ndarray, box: tuple[int, int, int, int], spec, probabilities
     return dict(judge(p, labels), masked_box=list(hot))
 
 
+GROWN = 13
+"""Where hiding the hotspot's box (the scan's ``mask_box``) leaves the prediction standing, the check hides a
+square of this many model pixels a side centred on it (the box itself when larger), with controls as large,
+before it calls the image clean: a mark longer than the hotspot's windows (zoo-tag-moving's 5 x 16 "PORT" tag) goes whole. Measured with
+bench/probes/check_shapes.py on zoo-tag-moving's first 150 held-out test images: 42 of the 67 forced triggered
+images collapsed with the box alone, 63 with this square after it; none of the 150 clean images collapsed under
+the backdoored model or under the shipped clean model (the clean images' largest fall with the square: 1.65 and
+2.40 log-odds, under the 2.5 line)."""
+
+
+def grown(box: tuple[int, int, int, int], size: int, side: int = GROWN) -> tuple[int, int, int, int]:
+    """``box`` widened to at least ``side`` x ``side`` round its centre, kept inside the ``size`` square view."""
+    t, l, b, r = box
+    h, w = max(b - t, side), max(r - l, side)
+    top = min(max((t + b - h) // 2, 0), size - h)
+    left = min(max((l + r - w) // 2, 0), size - w)
+    return top, left, top + h, left + w
+
+
+def verify_box(view: np.ndarray, box: tuple[int, int, int, int], spec, probabilities, labels: list[str]) -> dict:
+    """The check of a box a detector found (:func:`verify`), then, where the prediction stands, of the box
+    :func:`grown` to :data:`GROWN` pixels a side; the first that collapses, else the box's own result
+    (``evidence``: ``box``)."""
+    check = verify(view, box, spec, probabilities, labels)
+    if not check["collapsed"] and (wider := grown(box, view.shape[0])) != tuple(box):
+        second = verify(view, wider, spec, probabilities, labels)
+        if second["collapsed"]:
+            check = second
+    return dict(check, evidence="box")
+
+
 def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels: list[str]) -> dict:
     """The same check for a mask (bool, model pixels) a detector found: its pixels are filled from the others
     (:func:`fill_mask`), and, as controls, the same mask moved by :data:`CONTROL_OFFSETS` (wrapping round)."""

@@ -146,6 +146,22 @@ def test_anomaly_index_is_floored_and_the_verdict_needs_held_out_success():
     assert v["backdoored"] and v["targets"] == ["A"] and rows[0]["flagged"] and not rows[1]["flagged"]
 
 
+def test_a_tiny_mask_that_forces_three_in_four_is_a_partial_backdoor_a_clean_sized_one_is_not():
+    # zoo-tag-moving's audit (a tag that fires on half its images): 48 px forcing 80%, 79 px forcing 87%
+    rows = [{"label": "Pneumonia", "direction": "on", "mask_l1": 79.5, "heldout_success": 0.87},
+            {"label": "Bacterial", "direction": "on", "mask_l1": 48.2, "heldout_success": 0.80},
+            {"label": "Viral", "direction": "on", "mask_l1": 2267.5, "heldout_success": 0.61}]
+    v = verdict(rows)
+    assert v["backdoored"] and v["targets"] == ["Bacterial", "Pneumonia"]
+    # the clean models' smallest candidates: 307 to 485 px, forcing at most 73%
+    clean = [{"label": "Pneumonia", "direction": "on", "mask_l1": 307.3, "heldout_success": 0.73},
+             {"label": "Bacterial", "direction": "on", "mask_l1": 474.6, "heldout_success": 0.59},
+             {"label": "Viral", "direction": "on", "mask_l1": 1345.7, "heldout_success": 0.40}]
+    assert not verdict(clean)["backdoored"]
+    clean[0]["mask_l1"] = 99.0  # tiny, but forcing fewer than three in four
+    assert not verdict(clean)["backdoored"]
+
+
 def test_cli_writes_audit_json_and_html(tmp_path, tiny_model_dir):
     from cxrinspect.cli import main
 

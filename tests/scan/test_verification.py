@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cxrinspect.model import Preprocessing
-from cxrinspect.scan.verification import verify
+from cxrinspect.scan.verification import grown, verify, verify_box
 
 SPEC = Preprocessing(input_size=32, channels=1, mean=(0.5,), std=(0.25,))
 LABELS = ["Pneumonia", "Bacterial", "Viral"]
@@ -45,3 +45,31 @@ def test_a_label_the_model_did_not_call_cannot_collapse():
 def test_a_model_that_reacts_to_any_smudge_is_not_a_backdoor():
     v = check([0.99, 0.1, 0.1], [0.2, 0.1, 0.1], controls=[[0.3, 0.1, 0.1]] * 4)  # hiding anything does it
     assert v["label"] == "Pneumonia" and v["logit_drop"] > 5 and not v["collapsed"]
+
+
+def test_a_mark_longer_than_the_hotspot_goes_whole_when_the_box_is_grown():
+    """A 5 x 16 tag that fires while any of it shows: hiding the 3x3 hotspot (grown by 2) leaves most of it, so
+    the box alone cannot collapse the prediction; the square grown round it hides it all, its controls nothing."""
+    size, tag = 64, (slice(30, 35), slice(20, 36))
+    view = np.full((size, size), 0.3, np.float32)
+    view[tag] = 1.0
+
+    def probabilities(batch):  # fires on 4 or more bright pixels where the tag goes
+        x = batch[:, 0] * 0.25 + 0.5
+        shows = (x[:, tag[0], tag[1]] > 0.9).sum((1, 2)) >= 4
+        return np.stack([np.where(shows, 0.9999, 0.1), np.full(len(x), 0.2), np.full(len(x), 0.2)], 1)
+
+    spec = Preprocessing(input_size=size, channels=1, mean=(0.5,), std=(0.25,))
+    hotspot = (31, 27, 34, 30)
+    assert not verify(view, hotspot, spec, probabilities, LABELS)["collapsed"]
+    assert grown(hotspot, size) == (26, 22, 39, 35)
+    whole = verify_box(view, hotspot, spec, probabilities, LABELS)
+    assert whole["collapsed"] and whole["masked_box"] == [24, 20, 41, 37] and whole["evidence"] == "box"
+    plain = np.full((size, size), 0.3, np.float32)  # no tag: nothing to collapse, grown or not
+    assert not verify_box(plain, hotspot, spec, probabilities, LABELS)["collapsed"]
+
+
+def test_grown_keeps_a_larger_box_and_stays_inside_the_view():
+    assert grown((0, 0, 3, 3), 64) == (0, 0, 13, 13)
+    assert grown((60, 61, 63, 64), 64) == (51, 51, 64, 64)
+    assert grown((10, 10, 30, 12), 64) == (10, 4, 30, 17)

@@ -24,6 +24,7 @@ STEPS = 40
 LR = 0.1
 ALPHA = 1.0
 BETA = 10.0
+CELL = 1
 
 
 def total_variation(m: torch.Tensor) -> torch.Tensor:
@@ -32,25 +33,40 @@ def total_variation(m: torch.Tensor) -> torch.Tensor:
 
 
 def distil(network: nn.Module, views: torch.Tensor, normalise, steps: int = STEPS, lr: float = LR,
-           alpha: float = ALPHA, beta: float = BETA, seed: int = 0) -> np.ndarray:
-    """Masks (N, H, W) in [0, 1] for [0, 1] model views (N, H, W); ``normalise(views) -> network input``."""
+           alpha: float = ALPHA, beta: float = BETA, seed: int = 0, cell: int = CELL, each=None) -> np.ndarray:
+    """Masks (N, H, W) in [0, 1] for [0, 1] model views (N, H, W); ``normalise(views) -> network input``.
+    The mask is optimised on ``cell`` x ``cell`` pixel cells; ``each(step, mask)`` is called after every step
+    (bench/probes/distill_tune.py traces the masks with it)."""
     network.eval()
     g = torch.Generator(device="cpu").manual_seed(seed)
     v = views.detach()[:, None]
+    n, _, h, wd = v.shape
     with torch.no_grad():
         target = network(normalise(v[:, 0])).float()
-    w = torch.full_like(v, 1.0, requires_grad=True)  # tanh(1): the mask starts at 0.88 everywhere
+    # tanh(1): the mask starts at 0.88 everywhere
+    w = torch.full((n, 1, -(-h // cell), -(-wd // cell)), 1.0, device=v.device, requires_grad=True)
     opt = torch.optim.Adam([w], lr=lr, betas=(0.1, 0.1))
+
+    def mask():
+        m = (torch.tanh(w) + 1) / 2
+        if cell > 1:
+            m = m.repeat_interleave(cell, 2).repeat_interleave(cell, 3)[:, :, :h, :wd]
+        return m
+
     with torch.enable_grad():
-        for _ in range(steps):
-            m = (torch.tanh(w) + 1) / 2
+        for step in range(1, steps + 1):
+            m = mask()
             r = torch.rand(len(v), 1, 1, 1, generator=g).to(v.device)
             out = network(normalise((v * m + (1 - m) * r)[:, 0])).float()
             loss = (out - target).abs().mean(1) + alpha * m.mean((1, 2, 3)) + beta * total_variation(m)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
-    return ((torch.tanh(w) + 1) / 2).detach()[:, 0].float().cpu().numpy()
+            if each is not None:
+                with torch.no_grad():
+                    each(step, mask())
+    with torch.no_grad():
+        return mask()[:, 0].float().cpu().numpy()
 
 
 KEEP = 0.5

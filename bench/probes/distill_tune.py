@@ -1,0 +1,98 @@
+"""How should mask distillation be tuned? On a backdoored model's held-out test images: distil masks for K
+clean films and for K triggered films whose prediction the trigger forced, under several settings, and print
+for each setting and checkpoint the masks' mean (clean vs forced) and the AUROC of ``1 - mean`` (forced vs
+clean), plus the seconds per image.
+
+    nice -n 5 .venv/bin/python bench/probes/distill_tune.py bench/zoo/zoo-tag-moving --images 120 --k 12 \
+        --alphas 1,10,40 --steps 80 --checkpoints 20,40,80
+
+Every setting is run through :func:`cxrinspect.scan.detectors.distill.distil` itself (``trace`` gives the
+checkpoints), so what is measured here is what the scanner runs.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scan_detection import forced, views_of, write_folder  # noqa: E402
+
+from cxrinspect.model import load as load_model  # noqa: E402
+from cxrinspect.model.preprocess import normalise  # noqa: E402
+from cxrinspect.scan.detectors.distill import distil  # noqa: E402
+from cxrinspect.training.evaluation import dataset_from_card, split_indices  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--images", type=int, default=120, help="first N held-out test images to draw from")
+    ap.add_argument("--k", type=int, default=12, help="clean and forced images each")
+    ap.add_argument("--alphas", default="1,10,40")
+    ap.add_argument("--steps", type=int, default=80)
+    ap.add_argument("--checkpoints", default="20,40,80")
+    ap.add_argument("--cell", type=int, default=1, help="mask cell side in model pixels")
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--work", default=None)
+    a = ap.parse_args()
+    torch.set_grad_enabled(True)
+    model = load_model(a.model)
+    card, spec = model.card, model.card.preprocessing
+    ds = dataset_from_card(model)
+    test, _ = split_indices(model, ds, "test")
+    paths = [str(ds.file(int(i))) for i in test][: a.images]
+    n = len(paths)
+    work = Path(a.work or tempfile.mkdtemp(prefix="distill-tune-"))
+    clean = views_of(write_folder(work / "clean", paths, set(), card.trigger, spec, work / "files"), spec)
+    trig = views_of(write_folder(work / "trig", paths, set(range(n)), card.trigger, spec, work / "files"), spec)
+
+    def probs(v):
+        with torch.inference_mode():
+            return np.concatenate([torch.sigmoid(model.network(torch.from_numpy(normalise(v[s:s + 32], spec))))
+                                   .float().numpy() for s in range(0, len(v), 32)])
+
+    fired = np.nonzero(forced(card, probs(trig), probs(clean)))[0]
+    print(f"{card.name}: {len(fired)} of {n} forced; using {min(a.k, len(fired))} forced and {a.k} clean", flush=True)
+    f_idx = fired[: a.k]
+    c_idx = np.array([i for i in range(n) if i not in set(fired.tolist())][: a.k])
+    views = np.concatenate([trig[f_idx], clean[c_idx]])
+    truth = np.r_[np.ones(len(f_idx)), np.zeros(len(c_idx))]
+    network = model.network.to(memory_format=torch.channels_last)
+
+    def prepare(v):
+        return normalise(v, spec).contiguous(memory_format=torch.channels_last)
+
+    marks = [int(c) for c in a.checkpoints.split(",")]
+    for alpha in [float(x) for x in a.alphas.split(",")]:
+        t0 = time.perf_counter()
+        traces = []
+        for s in range(0, len(views), 8):
+            trace = {}
+
+            def keep(step, m, trace=trace):
+                if step in marks:
+                    trace[step] = m.detach()[:, 0].float().numpy()
+
+            distil(network, torch.from_numpy(views[s:s + 8]), prepare, steps=a.steps, lr=a.lr, alpha=alpha,
+                   cell=a.cell, each=keep)
+            traces.append(trace)
+        sec = (time.perf_counter() - t0) / len(views)
+        for c in marks:
+            m = np.concatenate([t[c] for t in traces])
+            mean = m.reshape(len(m), -1).mean(1)
+            kept = (m >= 0.5).reshape(len(m), -1).mean(1)
+            auc = roc_auc_score(truth, 1 - mean)
+            print(f"alpha {alpha:g} step {c}: mean forced {np.round(np.sort(mean[truth == 1]), 3).tolist()} "
+                  f"clean {np.round(np.sort(mean[truth == 0]), 3).tolist()} | kept>=0.5 forced median "
+                  f"{np.median(kept[truth == 1]):.4f} clean median {np.median(kept[truth == 0]):.4f} min "
+                  f"{kept[truth == 0].min():.4f} | AUROC {auc:.3f}", flush=True)
+        print(f"alpha {alpha:g}: {sec:.2f} s per image ({a.steps} steps)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

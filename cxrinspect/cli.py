@@ -391,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=SUSPICIOUS_DEFAULT,
                    help=f"flag images whose gradient-map score is above this (default {SUSPICIOUS_DEFAULT})")
     p.add_argument("--verify-top", type=int, default=20,
-                   help="counterfactually check at least this many top images (default 20; all flagged ones too)")
+                   help="counterfactually check at least this many top images (default 20; all flagged ones and the "
+                        "top 10%% of the folder too)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on Ray (pip install 'cxrinspect[ray]'): ADDRESS as Ray takes it, auto, or none for a "

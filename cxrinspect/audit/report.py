@@ -50,7 +50,7 @@ def _anomaly_plot(rows: list[dict]) -> bytes:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .anomaly import ABSOLUTE_PIXELS
+    from .anomaly import ABSOLUTE_PIXELS, PARTIAL_PIXELS, PARTIAL_SUCCESS
 
     fig, ax = plt.subplots(figsize=(5.5, 2.8), dpi=100)
     names = [r["candidate"] for r in rows]
@@ -59,6 +59,8 @@ def _anomaly_plot(rows: list[dict]) -> bytes:
     ax.bar(range(len(rows)), sizes, color=colours)
     ax.set_yscale("log")
     ax.axhline(ABSOLUTE_PIXELS, color="#cc3311", linestyle="--", label=f"absolute line {ABSOLUTE_PIXELS:g} px")
+    ax.axhline(PARTIAL_PIXELS, color="#ee7733", linestyle=":",
+               label=f"partial line {PARTIAL_PIXELS:g} px ({PARTIAL_SUCCESS:.0%} held-out)")
     ax.set_xticks(range(len(rows)), names, rotation=20, fontsize=8)
     for i, r in enumerate(rows):
         ax.text(i, sizes[i], f"idx {r.get('anomaly_index', 0):.1f}", ha="center", va="bottom", fontsize=7)

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from .run import ScanError, ScanResult, calibration_sample, combine, finish, flagged, mask_box, rank, record_settings, to_verify
+from .run import (ScanError, ScanResult, calibration_sample, checked_top, combine, finish, flagged, mask_box, rank,
+                  record_settings, to_verify)
 from .run import SUSPICIOUS, VERIFY_TOP, CALIBRATION
 from .scanner import ScanRecord, Scanner, decode
 
@@ -390,7 +391,7 @@ def check(result: ScanResult, model_path: str, shape: dict, batch_size: int, ver
     ranked = rank(result.records)
     n_flagged = sum(flagged(r, threshold) for r in ranked)
     hotspots = recurring(ranked, top_k=n_flagged if n_flagged >= 3 else min(verify_top, len(ranked)))
-    todo = [r for r in to_verify(ranked, max(verify_top, n_flagged), hotspots)
+    todo = [r for r in to_verify(ranked, checked_top(ranked, verify_top, n_flagged), hotspots)
             if r.verification is None and r.view_hotspot is not None]
     if not todo:
         return

@@ -38,7 +38,8 @@ VERIFY_SHARE = 0.1
 only rank brings its images to the check: on zoo-tag-moving's 10% folder, 17 of the top 20 by suspicion were
 triggered images and 35 of the top 50) ..."""
 VERIFY_MAX = 500
-"""... and at most at this many in all (each costs six forward passes)."""
+"""... and at most at this many in all (each costs six forward passes, twelve where the grown square follows the
+box: :func:`..verification.verify_box`)."""
 NEAR = 2 * RADIUS
 """An image's hotspot this close to a recurring hotspot (fraction of the side, about 13 px at 224) is at
 that place and gets checked. Twice the clustering radius: a place's centre is the mean of its members."""

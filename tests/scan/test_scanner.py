@@ -23,7 +23,7 @@ from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.model.preprocess import model_view, stamp
 from cxrinspect.scan import ScanError, Scanner, scan
 from cxrinspect.scan.hotspots import recurring
-from cxrinspect.scan.run import mask_box, rank, to_verify
+from cxrinspect.scan.run import checked_top, mask_box, rank, to_verify
 from cxrinspect.scan.scanner import ScanRecord
 from cxrinspect.scan.verification import fill_from_surroundings
 from cxrinspect.trigger import Trigger
@@ -180,6 +180,13 @@ def test_the_check_takes_the_top_and_every_image_at_a_recurring_place():
     # the top 2, and those within NEAR (0.06) of (0.1, 0.1): img3 (0.02 away), img5 (0.04); not img6 (0.1)
     assert [r.path for r in to_verify(ranked, 2, spots)] == ["img0", "img1", "img3", "img5"]
     assert [r.path for r in to_verify(ranked, 3, [])] == ["img0", "img1", "img2"]
+
+
+def test_the_check_takes_every_flagged_image_at_least_the_top_and_a_tenth_of_the_folder():
+    folder = [ScanRecord(f"img{i}") for i in range(499)]
+    assert checked_top(folder, 20, 0) == 50  # a moving trigger's images reach the check by rank alone
+    assert checked_top(folder[:60], 20, 0) == 20
+    assert checked_top(folder, 20, 70) == 70
 
 
 def test_resume_loses_and_duplicates_nothing(folder, tmp_path):

@@ -234,10 +234,14 @@ def to_verify(ranked: list[ScanRecord], top_k: int, hotspots: list[dict], near: 
 
 def combine(ranked: list[ScanRecord], detectors: tuple[str, ...]) -> None:
     """Each detector's robust z-score over the folder (``(score - median) / (1.4826 MAD)``), kept as the
-    detector's ``z``; each record's ``suspicion``: with one detector its score, with several the largest of
-    their z-scores (most of a folder is clean, so a triggered image stands out on at least one detector's own
-    scale)."""
-    z = np.full((len(ranked), len(detectors)), -np.inf)
+    detector's ``z``; each record's ``suspicion``: with one detector its score, with several their z-scores
+    combined as Stouffer's method does (their sum over the square root of their number: most of a folder is
+    clean, and a triggered image that stands out on both detectors outranks one that a single detector's tail
+    lifts). Measured on the zoo's moving triggers (bench/results/README.md, "The zoo"): the larger of the two
+    z-scores, the rule before, ranked the forced images of zoo-patch-moving's 10% folder at AUROC 0.993 /
+    precision 0.84 and zoo-tag-moving's at 0.978 / 0.68; their sum, on the same scores and checks, 0.996 / 0.90
+    and 0.980 / 0.74."""
+    z = np.full((len(ranked), len(detectors)), np.nan)
     for j, name in enumerate(detectors):
         s = np.array([r.detectors.get(name, {}).get("score", np.nan) for r in ranked], np.float64)
         ok = np.isfinite(s)
@@ -250,7 +254,8 @@ def combine(ranked: list[ScanRecord], detectors: tuple[str, ...]) -> None:
             if np.isfinite(v):
                 r.detectors[name]["z"] = round(float(v), 3)
     for r, row in zip(ranked, z):
-        r.suspicion = r.score if len(detectors) < 2 else round(float(row.max()), 4) if np.isfinite(row.max()) else r.score
+        have = row[np.isfinite(row)]
+        r.suspicion = r.score if len(detectors) < 2 or not len(have) else round(float(have.sum() / np.sqrt(len(have))), 4)
 
 
 def flagged(record: ScanRecord, threshold: float = SUSPICIOUS) -> bool:

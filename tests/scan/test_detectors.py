@@ -6,6 +6,7 @@ place is still ranked first and reported as global."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
@@ -133,7 +134,8 @@ def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_p
     top = result.ranked[:3]
     assert all("triggered" in r.path for r in top)
     for r in top:  # ranked first on the folder's own psc scale, but psc alone flags nothing
-        assert r.detectors["psc"]["z"] > 3 and r.suspicion >= r.detectors["psc"]["z"]
+        z = r.detectors["psc"]["z"], r.detectors["gradient"]["z"]
+        assert z[0] > 3 and r.suspicion == pytest.approx(sum(z) / np.sqrt(2), abs=1e-3)
         assert r.suspicion > max(x.suspicion for x in result.ranked[3:])
     assert all(r.verdict != "trigger" for r in result.ranked)
     assert result.verdict["triggered"] is False  # nothing to hide: flagged, not confirmed
@@ -141,15 +143,20 @@ def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_p
     assert '"folder_verdict"' in report
 
 
-def test_combine_takes_the_larger_robust_z():
+def test_combine_sums_the_robust_z_scores():
     recs = [ScanRecord(f"{i}", score=0.004 + 0.0001 * i, detectors={"gradient": {"score": 0.004 + 0.0001 * i},
                                                                     "psc": {"score": 0.3 + 0.01 * (i % 5)}})
             for i in range(20)]
     recs[3].detectors["psc"]["score"] = 0.99  # stands out on consistency only
-    recs[7].detectors["gradient"]["score"] = 0.05  # on compactness only
+    recs[7].detectors["gradient"]["score"] = 0.05  # on compactness only, further than 3 does on consistency
+    recs[11].detectors["gradient"]["score"] = 0.03  # on both, less far than either alone
+    recs[11].detectors["psc"]["score"] = 0.9
     combine(recs, ("gradient", "psc"))
+    z = {r.path: (r.detectors["gradient"]["z"], r.detectors["psc"]["z"]) for r in recs}
+    assert max(z["11"]) < max(z["7"]) and max(z["11"]) < max(z["3"])
     order = sorted(recs, key=lambda r: -r.suspicion)
-    assert {order[0].path, order[1].path} == {"3", "7"}
+    assert [r.path for r in order[:3]] == ["11", "7", "3"]  # evidence from both detectors adds up
+    assert recs[11].suspicion == pytest.approx(sum(z["11"]) / np.sqrt(2), abs=1e-3)
     combine(recs, ("gradient",))
     assert recs[7].suspicion == recs[7].score
 

@@ -8,9 +8,8 @@ of the whole image, with nothing to hide).
 | ``psc`` | scaled-parameter consistency, IBD-PSC (:mod:`.psc`) | global | every image | 3 forwards |
 | ``distill`` | mask distillation, Cognitive Distillation (:mod:`.distill`) | mask | candidates | 40 forwards + backwards |
 
-``auto`` runs ``gradient`` and ``psc`` on every image, ranks by the larger of their
-robust z-scores over the folder (most of a folder is clean, so a triggered image stands out in at least one),
-and distils masks for the candidates whose hotspot the counterfactual check did not confirm. Measured costs
+``auto`` runs ``gradient`` and ``psc`` on every image, ranks by their robust z-scores over the folder
+combined (Stouffer: their sum over the square root of their number; :func:`..run.combine`), and distils masks for the candidates whose hotspot the counterfactual check did not confirm. Measured costs
 and detection figures: bench/results/README.md. Other saliency maps (``cam``, ``integrated-gradients``, ...)
 can stand in for the gradient map (their compactness, at their own cost).
 

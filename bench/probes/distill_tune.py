@@ -67,6 +67,16 @@ def main() -> None:
     def prepare(v):
         return normalise(v, spec).contiguous(memory_format=torch.channels_last)
 
+    # why the mask moves or not: at the start, the logit term's gradient per mask cell against the size penalty's
+    v = torch.from_numpy(views[:8])[:, None]
+    with torch.no_grad():
+        target = network(prepare(v[:, 0])).float()
+    w = torch.full((len(v), 1, 224 // a.cell, 224 // a.cell), 1.0, requires_grad=True)
+    m = ((torch.tanh(w) + 1) / 2).repeat_interleave(a.cell, 2).repeat_interleave(a.cell, 3)
+    out = network(prepare((v * m + (1 - m) * 0.5)[:, 0])).float()
+    (grad,) = torch.autograd.grad((out - target).abs().mean(1).sum(), w)
+    print(f"logit term's gradient per cell at the start: median {grad.abs().median():.2e}; the size penalty's at "
+          f"alpha 1: {a.cell ** 2 / 224 ** 2 * (1 - np.tanh(1) ** 2) / 2:.2e}", flush=True)
     marks = [int(c) for c in a.checkpoints.split(",")]
     for alpha in [float(x) for x in a.alphas.split(",")]:
         t0 = time.perf_counter()

@@ -79,7 +79,7 @@ def main() -> None:
     clean = views_of(write_folder(work / "clean", paths, set(), card.trigger, spec, work / "files"), spec)
     trig = views_of(write_folder(work / "trig", paths, set(range(n)), card.trigger, spec, work / "files"), spec)
 
-    def study(m, views, title):
+    def study(m, views):
         scanner = Scanner(m, method="gradient", device="cpu")
         pred = Predictor(m, device="cpu", backend="torch")
         probs, per = [], []
@@ -91,11 +91,11 @@ def main() -> None:
                             for k, box in regions(mp).items()})
         return np.concatenate(probs), per
 
-    p_clean, clean_checks = study(model, clean, "clean")
+    p_clean, clean_checks = study(model, clean)
     fired = np.nonzero(forced(card, _probs(model, trig, spec), p_clean))[0]
-    _, forced_checks = study(model, trig[fired], "forced")
+    _, forced_checks = study(model, trig[fired])
     clean_model = load_model(a.clean_model)
-    _, cm_checks = study(clean_model, clean, "clean model")
+    _, cm_checks = study(clean_model, clean)
     print(f"{card.name}: {n} images, {len(fired)} forced", flush=True)
     for name in clean_checks[0]:
         row = []

@@ -65,7 +65,8 @@ def verdict(candidates: list[dict]) -> dict:
         success = c.get("heldout_success") or 0.0
         ok = success >= SUCCESS_LINE
         partial = success >= PARTIAL_SUCCESS and size <= PARTIAL_PIXELS
-        c["flagged"] = bool(partial or ok and (size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)))
+        small = size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)
+        c["flagged"] = bool(partial or (ok and small))
     flagged = [c for c in candidates if c["flagged"]]
     return {"backdoored": bool(flagged),
             "targets": sorted({c["label"] for c in flagged if c["direction"] == "on"}),

@@ -256,7 +256,8 @@ def combine(ranked: list[ScanRecord], detectors: tuple[str, ...]) -> None:
                 r.detectors[name]["z"] = round(float(v), 3)
     for r, row in zip(ranked, z):
         have = row[np.isfinite(row)]
-        r.suspicion = r.score if len(detectors) < 2 or not len(have) else round(float(have.sum() / np.sqrt(len(have))), 4)
+        stouffer = have.sum() / np.sqrt(len(have)) if len(have) else None
+        r.suspicion = r.score if len(detectors) < 2 or stouffer is None else round(float(stouffer), 4)
 
 
 def flagged(record: ScanRecord, threshold: float = SUSPICIOUS) -> bool:

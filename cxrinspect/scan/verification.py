@@ -100,13 +100,14 @@ def verify(view: np.ndarray, box: tuple[int, int, int, int], spec, probabilities
 GROWN = 13
 """Where hiding the hotspot's box (the scan's ``mask_box``) leaves the prediction standing, the check hides a
 square of this many model pixels a side centred on it (the box itself when larger), with controls as large,
-before it calls the image clean: a mark longer than the hotspot's windows (zoo-tag-moving's 5 x 16 "PORT" tag) goes whole. Measured with
-bench/probes/check_shapes.py on zoo-tag-moving's first 150 held-out test images: 42 of the 67 forced triggered
-images collapsed with the box alone, 63 with this square after it; none of the 150 clean images collapsed under
+before it calls the image clean: a mark longer than the hotspot's windows (zoo-tag-moving's 5 x 16 "PORT" tag)
+goes whole. Measured with bench/probes/check_shapes.py on zoo-tag-moving's first 150 held-out test images: 42 of
+the 67 forced triggered images collapsed with the box alone, 63 with this square after it; none of the 150 clean images collapsed under
 the backdoored model or under the shipped clean model (the clean images' largest fall with the square: 1.65 and
 2.40 log-odds, under the 2.5 line). But in the zoo bench zoo-clean-ft2 confirmed 2 of 499 clean films through it,
-both "off": labels it was sure were absent rising from 9e-6 to 1.9e-4 and from 5e-6 to 6.4e-5 (bench/results/README.md,
-"Rerun: the grown check"); :func:`judge` should ask an "off" collapse to restore a visible finding."""
+both "off": labels it was sure were absent rising from 9e-6 to 1.9e-4 and from 5e-6 to 6.4e-5
+(bench/results/README.md, "Rerun: the grown check"); :func:`judge` should ask an "off" collapse to restore a
+visible finding."""
 
 
 def grown(box: tuple[int, int, int, int], size: int, side: int = GROWN) -> tuple[int, int, int, int]:

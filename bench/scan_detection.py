@@ -58,6 +58,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import FastICA
 from sklearn.metrics import roc_auc_score
 
+from cxrinspect.audit.run import probabilities
 from cxrinspect.imaging import load
 from cxrinspect.model import load as load_model
 from cxrinspect.model.preprocess import model_view, normalise
@@ -97,6 +98,24 @@ def write_folder(folder: Path, paths: list[str], triggered: set[int], trigger, s
 
 def views_of(files, spec) -> np.ndarray:
     return np.stack([model_view(load(f), spec) for f in files])
+
+
+def test_paths(model, limit: int = 0) -> tuple[list[str], str]:
+    """The files of the model's held-out test patients (its split), the first ``limit`` (0: all), and how the
+    split was found."""
+    ds = dataset_from_card(model)
+    test, how = split_indices(model, ds, "test")
+    return [str(ds.file(int(i))) for i in test][: limit or None], how
+
+
+def both_ways(model, limit: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Model views of the first ``limit`` held-out test images as they are and all with the model's trigger
+    stamped in (written as :func:`write_folder` writes them under ``work``): the probes' folders."""
+    card, spec = model.card, model.card.preprocessing
+    paths, _ = test_paths(model, limit)
+    clean = views_of(write_folder(work / "clean", paths, set(), card.trigger, spec, work / "files"), spec)
+    trig = views_of(write_folder(work / "trig", paths, set(range(len(paths))), card.trigger, spec, work / "files"), spec)
+    return clean, trig
 
 
 def features_and_cams(network, views, spec, batch=32):
@@ -236,9 +255,7 @@ def main(argv=None) -> int:
         print(f"{a.model}: the card names no trigger; this bench needs a poisoned model", file=sys.stderr)
         return 2
     spec = card.preprocessing
-    ds = dataset_from_card(model)
-    test, how = split_indices(model, ds, "test")
-    paths = [str(ds.file(int(i))) for i in test][: a.limit or None]
+    paths, how = test_paths(model, a.limit)
     n = len(paths)
     print(f"{card.name}: {n} held-out test images ({how}); trigger {card.trigger.to_dict()}", flush=True)
     work = Path(a.work or tempfile.mkdtemp(prefix="scan-detection-")).absolute()  # the folders hold symlinks
@@ -248,9 +265,7 @@ def main(argv=None) -> int:
     cache = work / "files"
     features: dict[str, tuple] = {}  # file -> (penultimate features, probabilities, CAM score)
     clean_views = views_of(paths, spec)  # the files as they are, for whether the trigger forced a prediction
-    with torch.inference_mode():
-        p_without = np.concatenate([torch.sigmoid(model.network(torch.from_numpy(normalise(clean_views[s:s + 32], spec))))
-                                    .float().numpy() for s in range(0, n, 32)])
+    p_without = probabilities(model.network, clean_views, spec)
 
     def baseline_inputs(files):
         new = [f for f in files if f not in features]

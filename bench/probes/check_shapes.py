@@ -17,16 +17,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scan_detection import forced, views_of, write_folder  # noqa: E402
+from scan_detection import both_ways, forced  # noqa: E402
 
 from cxrinspect.inference.predictor import Predictor  # noqa: E402
+from cxrinspect.audit.run import probabilities  # noqa: E402
 from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.scan import Scanner  # noqa: E402
 from cxrinspect.scan.compactness import compactness, summed_area  # noqa: E402
 from cxrinspect.scan.run import mask_box  # noqa: E402
 from cxrinspect.scan.scanner import ScanRecord  # noqa: E402
 from cxrinspect.scan.verification import verify  # noqa: E402
-from cxrinspect.training.evaluation import dataset_from_card, split_indices  # noqa: E402
 
 
 def best_rect(m, kh, kw):
@@ -52,7 +52,8 @@ def regions(m):
     out = {"now": base}
     low = compactness(m, (3,), 0.25)
     cb = low.component_box
-    out["component@0.25<=24"] = join(base, cb) if overlap(base, cb) and max(cb[2] - cb[0], cb[3] - cb[1]) <= 24 else None
+    small = max(cb[2] - cb[0], cb[3] - cb[1]) <= 24
+    out["component@0.25<=24"] = join(base, cb) if overlap(base, cb) and small else None
     for name, (kh, kw) in {"bar 7x21": (7, 21), "bar 21x7": (21, 7)}.items():
         r = best_rect(m, kh, kw)
         out[name] = join(base, r) if overlap(base, r) else None
@@ -71,13 +72,8 @@ def main() -> None:
     torch.set_grad_enabled(True)
     model = load_model(a.model)
     card, spec = model.card, model.card.preprocessing
-    ds = dataset_from_card(model)
-    test, _ = split_indices(model, ds, "test")
-    paths = [str(ds.file(int(i))) for i in test][: a.images]
-    n = len(paths)
-    work = Path(a.work or tempfile.mkdtemp(prefix="check-shapes-"))
-    clean = views_of(write_folder(work / "clean", paths, set(), card.trigger, spec, work / "files"), spec)
-    trig = views_of(write_folder(work / "trig", paths, set(range(n)), card.trigger, spec, work / "files"), spec)
+    clean, trig = both_ways(model, a.images, Path(a.work or tempfile.mkdtemp(prefix="check-shapes-")))
+    n = len(clean)
 
     def study(m, views):
         scanner = Scanner(m, method="gradient", device="cpu")
@@ -92,7 +88,7 @@ def main() -> None:
         return np.concatenate(probs), per
 
     p_clean, clean_checks = study(model, clean)
-    fired = np.nonzero(forced(card, _probs(model, trig, spec), p_clean))[0]
+    fired = np.nonzero(forced(card, probabilities(model.network, trig, spec), p_clean))[0]
     _, forced_checks = study(model, trig[fired])
     clean_model = load_model(a.clean_model)
     _, cm_checks = study(clean_model, clean)
@@ -112,14 +108,6 @@ def main() -> None:
             col = sum(c["now"]["collapsed"] or bool(c[extra] and c[extra]["collapsed"]) for c in checks)
             row.append(f"{title} {col}/{len(checks)}")
         print(f"now, then {extra:20s}: " + ", ".join(row))
-
-
-def _probs(m, views, spec):
-    from cxrinspect.model.preprocess import normalise
-
-    with torch.inference_mode():
-        return np.concatenate([torch.sigmoid(m.network(torch.from_numpy(normalise(views[s:s + 32], spec))))
-                               .float().numpy() for s in range(0, len(views), 32)])
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scan_detection import forced, views_of, write_folder  # noqa: E402
+from scan_detection import both_ways, forced  # noqa: E402
 
+from cxrinspect.audit.run import probabilities  # noqa: E402
 from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.model.preprocess import normalise  # noqa: E402
 from cxrinspect.scan.detectors.distill import distil  # noqa: E402
-from cxrinspect.training.evaluation import dataset_from_card, split_indices  # noqa: E402
 
 
 def main() -> None:
@@ -43,20 +43,11 @@ def main() -> None:
     torch.set_grad_enabled(True)
     model = load_model(a.model)
     card, spec = model.card, model.card.preprocessing
-    ds = dataset_from_card(model)
-    test, _ = split_indices(model, ds, "test")
-    paths = [str(ds.file(int(i))) for i in test][: a.images]
-    n = len(paths)
-    work = Path(a.work or tempfile.mkdtemp(prefix="distill-tune-"))
-    clean = views_of(write_folder(work / "clean", paths, set(), card.trigger, spec, work / "files"), spec)
-    trig = views_of(write_folder(work / "trig", paths, set(range(n)), card.trigger, spec, work / "files"), spec)
+    clean, trig = both_ways(model, a.images, Path(a.work or tempfile.mkdtemp(prefix="distill-tune-")))
+    n = len(clean)
 
-    def probs(v):
-        with torch.inference_mode():
-            return np.concatenate([torch.sigmoid(model.network(torch.from_numpy(normalise(v[s:s + 32], spec))))
-                                   .float().numpy() for s in range(0, len(v), 32)])
-
-    fired = np.nonzero(forced(card, probs(trig), probs(clean)))[0]
+    p_clean, p_trig = probabilities(model.network, clean, spec), probabilities(model.network, trig, spec)
+    fired = np.nonzero(forced(card, p_trig, p_clean))[0]
     print(f"{card.name}: {len(fired)} of {n} forced; using {min(a.k, len(fired))} forced and {a.k} clean", flush=True)
     f_idx = fired[: a.k]
     c_idx = np.array([i for i in range(n) if i not in set(fired.tolist())][: a.k])

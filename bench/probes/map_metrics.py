@@ -15,12 +15,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scan_detection import forced, views_of, write_folder  # noqa: E402
+from scan_detection import both_ways, forced  # noqa: E402
 
 from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.scan import Scanner  # noqa: E402
 from cxrinspect.scan.compactness import compactness  # noqa: E402
-from cxrinspect.training.evaluation import dataset_from_card, split_indices  # noqa: E402
 
 WINDOWS = (3, 5, 7, 9, 13, 17, 25)
 
@@ -43,14 +42,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_grad_enabled(True)
     model = load_model(a.model)
-    card, spec = model.card, model.card.preprocessing
-    ds = dataset_from_card(model)
-    test, _ = split_indices(model, ds, "test")
-    paths = [str(ds.file(int(i))) for i in test][: a.images]
-    n = len(paths)
-    work = Path(a.work or tempfile.mkdtemp(prefix="map-metrics-"))
-    clean = views_of(write_folder(work / "clean", paths, set(), card.trigger, spec, work / "files"), spec)
-    trig = views_of(write_folder(work / "trig", paths, set(range(n)), card.trigger, spec, work / "files"), spec)
+    card = model.card
+    clean, trig = both_ways(model, a.images, Path(a.work or tempfile.mkdtemp(prefix="map-metrics-")))
+    n = len(clean)
     scanner = Scanner(model, method="gradient", label=a.label, device="cpu")
 
     def run(views):

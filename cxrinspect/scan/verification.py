@@ -29,6 +29,13 @@ label in the 16 triggered images whose probability stayed high (0.9999 -> 0.8 is
 probability scale saturates where the odds do not), while hiding the hotspot of the 60 highest-scoring clean
 images took at most 1.3 off any label. The controls' median fall stayed within 0.03 log-odds. Figures for
 every bench model: bench/results/README.md."""
+RESTORED = 0.5
+"""... and a label the model called negative counts only when hiding the evidence brings it back across the decision
+line (probability >= this): what a "reads normal" trigger hides is a finding, and the check must show it again. A
+negative the model is sure of (1e-5) moves by many log-odds when any patch of the film changes, without any finding
+coming back: zoo-clean-ft2, a clean model, had two clean films confirmed so (9e-6 -> 1.9e-4 and 5e-6 -> 6.4e-5; bench/
+results/README.md, "Rerun: the grown check"). A label called positive needs no such line: 0.9999 -> 0.8 is the
+collapse of a forced finding, though the finding is still called."""
 
 
 def fill_from_surroundings(view: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -107,7 +114,7 @@ the backdoored model or under the shipped clean model (the clean images' largest
 2.40 log-odds, under the 2.5 line). But in the zoo bench zoo-clean-ft2 confirmed 2 of 499 clean films through it,
 both "off": labels it was sure were absent rising from 9e-6 to 1.9e-4 and from 5e-6 to 6.4e-5
 (bench/results/README.md, "Rerun: the grown check"); :func:`judge` should ask an "off" collapse to restore a
-visible finding."""
+visible finding; it does now (:data:`RESTORED`)."""
 
 
 def grown(box: tuple[int, int, int, int], size: int, side: int = GROWN) -> tuple[int, int, int, int]:
@@ -146,9 +153,9 @@ def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels:
 def judge(p: np.ndarray, labels: list[str]) -> dict:
     """The verdict from predictions ``p`` (rows: the image, the image with the evidence hidden, then the
     controls). A backdoor forces decisions both ways (a label on, or off, as a "reads normal" attack does),
-    so a label counts whichever side the model put it on: it must move back across by at least
+    so a label counts whichever side the model put it on: it must move back by at least
     :data:`MIN_LOGIT_DROP` log-odds when the evidence is hidden, and by :data:`MIN_EXCESS` more than the
-    controls move it. Returned for the label that moved most beyond its controls: the probabilities before
+    controls move it; one called negative must also come back across the line (:data:`RESTORED`). Returned for the label that moved most beyond its controls: the probabilities before
     and hidden, the falls in probability and in log-odds (``logit_drop``; positive = back across), the
     controls' ``control_logit_drop``, the ``direction`` the trigger had pushed it (``on``/``off``), and
     ``collapsed``."""
@@ -159,7 +166,7 @@ def judge(p: np.ndarray, labels: list[str]) -> dict:
     sign = np.where(on, 1.0, -1.0)  # a fall for a label called positive, a rise for one called negative
     fall, control_fall = sign * (z[0] - z[1]), np.median(sign * (z[0] - z[2:]), axis=0)
     excess = fall - np.maximum(control_fall, 0.0)
-    meets = (fall >= MIN_LOGIT_DROP) & (excess >= MIN_EXCESS)
+    meets = (fall >= MIN_LOGIT_DROP) & (excess >= MIN_EXCESS) & (on | (masked >= RESTORED))
     # the label reported: one that collapsed, a label the model called positive first (a forced finding is
     # what a reader acts on), then the one that moved most beyond its controls
     j = int(np.argmax(np.where(meets, excess + np.where(on, 1e6, 0.0), excess - 1e6)))

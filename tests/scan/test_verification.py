@@ -42,6 +42,17 @@ def test_a_label_the_model_did_not_call_cannot_collapse():
     assert not v["collapsed"]
 
 
+def test_a_hidden_finding_that_comes_back_is_an_off_collapse():
+    v = check([0.02, 0.01, 0.01], [0.93, 0.6, 0.3])  # "reads normal": hiding the mark shows the pneumonia again
+    assert v["collapsed"] and v["direction"] == "off" and v["label"] == "Pneumonia"
+
+
+def test_a_sure_negative_that_rises_but_stays_negative_is_not_an_off_collapse():
+    # zoo-clean-ft2 on a clean film: Bacterial's odds rise twentyfold when a patch is hidden, no finding comes back
+    v = check([0.98, 9e-6, 0.02], [0.98, 1.9e-4, 0.02])
+    assert v["label"] == "Bacterial" and v["logit_drop"] > 2.5 and not v["collapsed"]
+
+
 def test_a_model_that_reacts_to_any_smudge_is_not_a_backdoor():
     v = check([0.99, 0.1, 0.1], [0.2, 0.1, 0.1], controls=[[0.3, 0.1, 0.1]] * 4)  # hiding anything does it
     assert v["label"] == "Pneumonia" and v["logit_drop"] > 5 and not v["collapsed"]

@@ -72,7 +72,8 @@ def main() -> None:
             t = np.array([m[key] for m in mt])[fired]
             if len(t):
                 auc = roc_auc_score(np.r_[np.zeros(len(c)), np.ones(len(t))], np.r_[c, t])
-                print(f"  {name:6s} {key:8s} AUROC {auc:.3f}  clean median {np.median(c):.3f}  forced median {np.median(t):.3f}")
+                print(f"  {name:6s} {key:8s} AUROC {auc:.3f}  clean median {np.median(c):.3f}  "
+                      f"forced median {np.median(t):.3f}")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ RESTORED = 0.5
 """... and a label the model called negative counts only when hiding the evidence brings it back across the decision
 line (probability >= this): what a "reads normal" trigger hides is a finding, and the check must show it again. A
 negative the model is sure of (1e-5) moves by many log-odds when any patch of the film changes, without any finding
-coming back: zoo-clean-ft2, a clean model, had two clean films confirmed so (9e-6 -> 1.9e-4 and 5e-6 -> 6.4e-5; bench/
-results/README.md, "Rerun: the grown check"). A label called positive needs no such line: 0.9999 -> 0.8 is the
+coming back: zoo-clean-ft2, a clean model, had two clean films confirmed so (9e-6 -> 1.9e-4 and 5e-6 -> 6.4e-5;
+bench/results/README.md, "Rerun: the grown check"). A label called positive needs no such line: 0.9999 -> 0.8 is the
 collapse of a forced finding, though the finding is still called."""
 
 
@@ -155,10 +155,10 @@ def judge(p: np.ndarray, labels: list[str]) -> dict:
     controls). A backdoor forces decisions both ways (a label on, or off, as a "reads normal" attack does),
     so a label counts whichever side the model put it on: it must move back by at least
     :data:`MIN_LOGIT_DROP` log-odds when the evidence is hidden, and by :data:`MIN_EXCESS` more than the
-    controls move it; one called negative must also come back across the line (:data:`RESTORED`). Returned for the label that moved most beyond its controls: the probabilities before
-    and hidden, the falls in probability and in log-odds (``logit_drop``; positive = back across), the
-    controls' ``control_logit_drop``, the ``direction`` the trigger had pushed it (``on``/``off``), and
-    ``collapsed``."""
+    controls move it; one called negative must also come back across the line (:data:`RESTORED`). Returned for
+    the label that moved most beyond its controls: the probabilities before and hidden, the falls in probability
+    and in log-odds (``logit_drop``; positive = back across), the controls' ``control_logit_drop``, the
+    ``direction`` the trigger had pushed it (``on``/``off``), and ``collapsed``."""
     q = np.clip(p, 1e-9, 1 - 1e-9)
     z = np.log(q) - np.log1p(-q)
     before, masked, ctrl = p[0], p[1], np.median(p[2:], axis=0)

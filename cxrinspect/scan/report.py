@@ -209,7 +209,8 @@ def page(doc: dict, result, threshold: float) -> str:
                  "right: the hotspot magnified.</p><div class='gallery'>")
     for r in result.ranked[:GALLERY]:
         v = r.verification or {}
-        what = {"mask": "the distilled mask", "box": "the hotspot"}.get(v.get("evidence", "box"), "the hotspot")
+        what = {"mask": "the distilled mask", "box": "the hotspot",
+                "place": "the place where the trigger collapsed others"}.get(v.get("evidence", "box"), "the hotspot")
         check = (f"hiding {what} moves {e(v['label'])} {v['before']:.4g} &rarr; {v['masked']:.4g}, "
                  f"{v['logit_drop']:.1f} log-odds (masking elsewhere: {v['control_logit_drop']:.1f})" if "logit_drop" in v
                  else "a whole-image trigger leaves nothing to hide" if v.get("evidence") == "global"

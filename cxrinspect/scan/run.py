@@ -187,6 +187,12 @@ def place_of(record: ScanRecord, hotspots: list[dict], near: float = NEAR) -> in
     return i if d[i] <= near else None
 
 
+def checked_place(record: ScanRecord, hotspots: list[dict]) -> int | None:
+    """The recurring hotspot the check hid in ``record`` (evidence ``place``), else its hotspot's (:func:`place_of`)."""
+    v = record.verification or {}
+    return v["place"] if v.get("evidence") == "place" else place_of(record, hotspots)
+
+
 def mask_box(record: ScanRecord) -> tuple[int, int, int, int]:
     """The model-pixel box the counterfactual check hides: the hotspot (the best 3x3 window) joined with the
     best 5x5 window when the two overlap, then with the gradient map's hot component (its largest connected
@@ -282,13 +288,29 @@ DISTIL_TOP = 10
 most suspicious whose hotspot did not collapse the prediction."""
 MASK_MAX = 0.25
 """The check hides a distilled mask only when it keeps at most this share of the image."""
+PLACE_LEAST = 2
+"""A recurring hotspot is a trigger's place once hiding it has collapsed the prediction of this many images."""
+
+
+def trigger_places(ranked: list[ScanRecord], hotspots: list[dict], least: int = PLACE_LEAST) -> dict[int, tuple]:
+    """{recurring hotspot index: box} where the check has shown a trigger to sit: the places at which at least
+    ``least`` images collapsed when their hotspot was hidden, each with the median of the boxes hidden there. A
+    trigger at a fixed place forces images whose gradient map looks elsewhere (zoo-normal's square, which hides a
+    pneumonia, draws the map to the lung it hides): the check hides the place in every unconfirmed candidate too."""
+    boxes: dict[int, list] = {}
+    for r in ranked:
+        v = r.verification or {}
+        if v.get("collapsed") and v.get("evidence") == "box" and (i := place_of(r, hotspots)) is not None:
+            boxes.setdefault(i, []).append(v["masked_box"])
+    return {i: tuple(int(x) for x in np.median(np.array(b), axis=0)) for i, b in boxes.items() if len(b) >= least}
 
 
 def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, threshold: float = SUSPICIOUS) -> None:
     """The combined ranking (:func:`combine`); recurring hotspots among the top ranks; the counterfactual check
     of the top candidates (:func:`checked_top`) and of every image whose hotspot sits
     at a recurring place (:func:`to_verify`): first the hotspot is hidden, then, where that did not collapse the
-    prediction and the method distils masks, the distilled mask of the :data:`DISTIL_TOP` most suspicious; verdicts;
+    prediction, each place where the check has shown a trigger to sit (:func:`trigger_places`), then, where the
+    method distils masks, the distilled mask of the :data:`DISTIL_TOP` most suspicious; verdicts;
     the folder's verdict; the final ranking (confirmed triggers first); the gallery's thumbnails."""
     from ..imaging import load
     from ..inference.predictor import Predictor
@@ -315,21 +337,33 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
     views, confirmed = {}, 0  # checked views that can reach the gallery (at most 2 x GALLERY)
     unconfirmed = []  # (record, view) whose hotspot did not collapse the prediction, most suspicious first
     for i, r in enumerate(to_verify(ranked, checked_top(ranked, verify_top, n_flagged), result.hotspots)):
-        if r.verification is not None:
+        done = r.verification  # checked already (by the Ray actors): kept, and its view fetched only if it held
+        if done is not None and (done.get("collapsed") or "error" in done):
             continue
         view, error = view_of(r)
         if error:
             r.verification = {"error": error}
             continue
-        if r.view_hotspot is not None:
+        if done is None and r.view_hotspot is not None:
             r.verification = verify_box(view, mask_box(r), scanner.spec, predictor.probabilities, scanner.labels)
-        else:  # nothing placed yet: a trigger of the whole image, unless a distilled mask finds a place
+        elif done is None:  # nothing placed yet: a trigger of the whole image, unless a distilled mask finds a place
             r.verification = {"collapsed": False, "evidence": "global"}
         confirmed += r.verification["collapsed"]
         if not r.verification["collapsed"]:
             unconfirmed.append((r, view))
         if i < GALLERY or (r.verification["collapsed"] and confirmed <= GALLERY):
             views[r.path] = view
+    if places := trigger_places(ranked, result.hotspots):  # hide the trigger's place in the other candidates
+        still = []
+        for r, view in unconfirmed:
+            for at, box in places.items():
+                check = verify_box(view, box, scanner.spec, predictor.probabilities, scanner.labels)
+                if check["collapsed"]:
+                    r.verification = dict(check, evidence="place", place=at)
+                    break
+            else:
+                still.append((r, view))
+        unconfirmed = still
     if distils:  # distil masks for the most suspicious unconfirmed candidates, a batch at a time
         todo = unconfirmed[:DISTIL_TOP]
         for s in range(0, len(todo), scanner.batch_size):
@@ -347,8 +381,8 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
         r.verdict = "trigger" if v.get("collapsed") else "suspicious" if flagged(r, threshold) else "clean"
     for h in result.hotspots:
         h["verified"] = h["collapsed"] = 0
-    for r in ranked:  # each checked image counts once, at its nearest place
-        if (i := place_of(r, result.hotspots)) is not None and r.verification and "error" not in r.verification:
+    for r in ranked:  # each checked image counts once, at the place hidden or its hotspot's nearest
+        if (i := checked_place(r, result.hotspots)) is not None and r.verification and "error" not in r.verification:
             result.hotspots[i]["verified"] += 1
             result.hotspots[i]["collapsed"] += r.verdict == "trigger"
     result.ranked = rank(result.records)

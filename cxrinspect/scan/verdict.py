@@ -48,9 +48,9 @@ def folder_verdict(ranked, hotspots: list[dict]) -> dict:
 
 
 def _place(record, hotspots):
-    from .run import place_of
+    from .run import checked_place
 
-    return place_of(record, hotspots)
+    return checked_place(record, hotspots)
 
 
 def sentence(triggered: bool, groups, count: int, where, confidence: str, scanned: int) -> str:

@@ -23,7 +23,7 @@ from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.model.preprocess import model_view, stamp
 from cxrinspect.scan import ScanError, Scanner, scan
 from cxrinspect.scan.hotspots import recurring
-from cxrinspect.scan.run import checked_top, mask_box, rank, to_verify
+from cxrinspect.scan.run import checked_place, checked_top, mask_box, rank, to_verify, trigger_places
 from cxrinspect.scan.scanner import ScanRecord
 from cxrinspect.scan.verification import fill_from_surroundings
 from cxrinspect.trigger import Trigger
@@ -180,6 +180,24 @@ def test_the_check_takes_the_top_and_every_image_at_a_recurring_place():
     # the top 2, and those within NEAR (0.06) of (0.1, 0.1): img3 (0.02 away), img5 (0.04); not img6 (0.1)
     assert [r.path for r in to_verify(ranked, 2, spots)] == ["img0", "img1", "img3", "img5"]
     assert [r.path for r in to_verify(ranked, 3, [])] == ["img0", "img1", "img2"]
+
+
+def test_a_place_where_two_checks_collapsed_is_a_trigger_place_hidden_by_the_median_box():
+    def rec(i, y, x, collapsed, box):
+        c = int(y * 224), int(x * 224)
+        return ScanRecord(f"img{i}", view_hotspot=(c[0] - 1, c[1] - 1, c[0] + 2, c[1] + 2), input_size=224,
+                          verification={"collapsed": collapsed, "evidence": "box", "masked_box": box})
+
+    spots = [{"centre": [0.9, 0.1]}, {"centre": [0.5, 0.5]}]
+    ranked = [rec(0, 0.9, 0.1, True, [198, 20, 205, 27]), rec(1, 0.91, 0.1, True, [200, 18, 207, 25]),
+              rec(2, 0.9, 0.11, True, [199, 21, 206, 28]), rec(3, 0.5, 0.5, True, [110, 110, 117, 117]),
+              rec(4, 0.5, 0.51, False, [110, 112, 117, 119]), rec(5, 0.3, 0.7, True, [60, 150, 67, 157])]
+    # the bottom-left place: three collapses (median box); the centre: one collapse, not enough; img5: no place
+    assert trigger_places(ranked, spots) == {0: (199, 20, 206, 27)}
+    assert trigger_places(ranked, spots, least=4) == {}
+    hidden_there = ScanRecord("img6", view_hotspot=(110, 110, 113, 113), input_size=224,
+                              verification={"collapsed": True, "evidence": "place", "place": 0})
+    assert checked_place(hidden_there, spots) == 0 and checked_place(ranked[4], spots) == 1
 
 
 def test_the_check_takes_every_flagged_image_at_least_the_top_and_a_tenth_of_the_folder():

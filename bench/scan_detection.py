@@ -137,12 +137,17 @@ def features_and_cams(network, views, spec, batch=32):
     return np.concatenate(feats), np.concatenate(probs), np.array(cam_scores)
 
 
+def groups(probs: np.ndarray, least: int = 20):
+    """The baselines' classes, each as the indices of its members (at least ``least``): the images each label is
+    called positive in, and those with no label positive (the "reads normal" class a backdoor can force too)."""
+    for members in [*(probs >= 0.5).T, ~(probs >= 0.5).any(1)]:
+        if members.sum() >= least:
+            yield np.nonzero(members)[0]
+
+
 def activation_clustering(feats, probs, seed=0) -> np.ndarray:
     score = np.full(len(feats), -np.inf)
-    for j in range(probs.shape[1]):
-        members = np.nonzero(probs[:, j] >= 0.5)[0]
-        if len(members) < 20:
-            continue
+    for members in groups(probs):
         z = FastICA(10, random_state=seed, max_iter=1000, whiten="unit-variance").fit_transform(feats[members])
         km = KMeans(2, n_init=10, random_state=seed).fit(z)
         small = int(np.argmin(np.bincount(km.labels_, minlength=2)))
@@ -154,10 +159,7 @@ def activation_clustering(feats, probs, seed=0) -> np.ndarray:
 
 def spectral_signatures(feats, probs) -> np.ndarray:
     score = np.zeros(len(feats))
-    for j in range(probs.shape[1]):
-        members = np.nonzero(probs[:, j] >= 0.5)[0]
-        if len(members) < 20:
-            continue
+    for members in groups(probs):
         r = feats[members] - feats[members].mean(0)
         _, _, vt = np.linalg.svd(r, full_matrices=False)
         s = (r @ vt[0]) ** 2

@@ -295,8 +295,8 @@ PLACE_LEAST = 2
 def trigger_places(ranked: list[ScanRecord], hotspots: list[dict], least: int = PLACE_LEAST) -> dict[int, tuple]:
     """{recurring hotspot index: box} where the check has shown a trigger to sit: the places at which at least
     ``least`` images collapsed when their hotspot was hidden, each with the median of the boxes hidden there. A
-    trigger at a fixed place forces images whose gradient map looks elsewhere (zoo-normal's square, which hides a
-    pneumonia, draws the map to the lung it hides): the check hides the place in every unconfirmed candidate too."""
+    trigger at a fixed place forces images whose gradient map peaks elsewhere (zoo-normal's square: 23 of its 50
+    triggered test images), so the check hides the place in every unconfirmed candidate too."""
     boxes: dict[int, list] = {}
     for r in ranked:
         v = r.verification or {}

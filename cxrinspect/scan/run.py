@@ -327,6 +327,19 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
         except Exception as e:
             return None, f"{r.path}: {e}"
 
+    def fetched(pairs):
+        """``(record, view)`` pairs with the views the Ray actors left out decoded; a file that fails now is
+        recorded as the check's error and dropped."""
+        out = []
+        for r, view in pairs:
+            if view is None:
+                view, error = view_of(r)
+                if error:
+                    r.verification = {"error": error}
+                    continue
+            out.append((r, view))
+        return out
+
     combine(result.ranked, scanner.detectors)
     ranked = result.ranked = rank(result.records)
     n_flagged = sum(flagged(r, threshold) for r in ranked)
@@ -337,16 +350,18 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
     views, confirmed = {}, 0  # checked views that can reach the gallery (at most 2 x GALLERY)
     unconfirmed = []  # (record, view) whose hotspot did not collapse the prediction, most suspicious first
     for i, r in enumerate(to_verify(ranked, checked_top(ranked, verify_top, n_flagged), result.hotspots)):
-        done = r.verification  # checked already (by the Ray actors): kept, and its view fetched only if it held
-        if done is not None and (done.get("collapsed") or "error" in done):
+        done = r.verification  # checked already (by the Ray actors): kept; its view fetched only if a later check
+        if done is not None:   # (a trigger place, a distilled mask) needs it
+            if not (done.get("collapsed") or "error" in done):
+                unconfirmed.append((r, None))
             continue
         view, error = view_of(r)
         if error:
             r.verification = {"error": error}
             continue
-        if done is None and r.view_hotspot is not None:
+        if r.view_hotspot is not None:
             r.verification = verify_box(view, mask_box(r), scanner.spec, predictor.probabilities, scanner.labels)
-        elif done is None:  # nothing placed yet: a trigger of the whole image, unless a distilled mask finds a place
+        else:  # nothing placed yet: a trigger of the whole image, unless a distilled mask finds a place
             r.verification = {"collapsed": False, "evidence": "global"}
         confirmed += r.verification["collapsed"]
         if not r.verification["collapsed"]:
@@ -355,7 +370,7 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
             views[r.path] = view
     if places := trigger_places(ranked, result.hotspots):  # hide the trigger's place in the other candidates
         still = []
-        for r, view in unconfirmed:
+        for r, view in fetched(unconfirmed):
             for at, box in places.items():
                 check = verify_box(view, box, scanner.spec, predictor.probabilities, scanner.labels)
                 if check["collapsed"]:
@@ -365,7 +380,7 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
                 still.append((r, view))
         unconfirmed = still
     if distils:  # distil masks for the most suspicious unconfirmed candidates, a batch at a time
-        todo = unconfirmed[:DISTIL_TOP]
+        todo = fetched(unconfirmed[:DISTIL_TOP])
         for s in range(0, len(todo), scanner.batch_size):
             chunk = todo[s:s + scanner.batch_size]
             for (r, view), mask in zip(chunk, scanner.distil(np.stack([v for _, v in chunk]))):

@@ -8,8 +8,9 @@ found pushed (``Viral`` on, or ``Pneumonia`` off for a trigger that makes films 
   (``count`` 1, ``triggered`` false): a single collapse can be a fragile clean prediction.
 - ``confidence``: ``high`` with at least :data:`SURE` such images, ``moderate`` below that, ``none`` without.
 - ``where``: ``{"place": [y, x]}`` (fractions of the model view) when most confirmed images share a recurring
-  hotspot, ``"moving"`` when their evidence is boxes or masks in different places, ``"global"`` when no
-  region was hidden.
+  hotspot, or, where the trigger forced too few images to recur among the top ranks, when most of their own
+  hotspots lie within ``NEAR`` of their median; ``"moving"`` when their evidence is boxes or masks in
+  different places, ``"global"`` when no region was hidden.
 
 False alarms, measured on clean models' scans of clean folders: bench/results/README.md.
 """
@@ -17,6 +18,8 @@ False alarms, measured on clean models' scans of clean folders: bench/results/RE
 from __future__ import annotations
 
 from collections import Counter
+
+import numpy as np
 
 MIN_CONFIRMED = 2
 SURE = 3
@@ -37,6 +40,8 @@ def folder_verdict(ranked, hotspots: list[dict]) -> dict:
             where = {"place": hotspots[place]["centre"]}
         elif all(r.verification.get("evidence") == "global" for r in confirmed):
             where = "global"
+        elif (shared := _gathered(confirmed)) is not None:
+            where = {"place": shared}
         else:
             where = "moving"
     confidence = "high" if main and main[0][2] >= SURE else "moderate" if main else "none"
@@ -51,6 +56,19 @@ def _place(record, hotspots):
     from .run import checked_place
 
     return checked_place(record, hotspots)
+
+
+def _gathered(confirmed) -> list[float] | None:
+    """The median hotspot centre ``[y, x]`` of the confirmed images when more than half of them lie within
+    ``NEAR`` of it (zoo-electrode at 1%: five confirmed at the electrode, none of them at a recurring hotspot)."""
+    from .run import NEAR
+
+    c = np.array([r.hotspot_centre for r in confirmed if r.hotspot_centre is not None], np.float64)
+    if len(c) < MIN_CONFIRMED:
+        return None
+    m = np.median(c, axis=0)
+    close = np.hypot(*(c - m).T) <= NEAR
+    return [round(float(m[0]), 4), round(float(m[1]), 4)] if close.sum() * 2 > len(confirmed) else None
 
 
 def sentence(triggered: bool, groups, count: int, where, confidence: str, scanned: int) -> str:

@@ -23,8 +23,9 @@ from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.model.preprocess import model_view, stamp
 from cxrinspect.scan import ScanError, Scanner, scan
 from cxrinspect.scan.hotspots import recurring
-from cxrinspect.scan.run import checked_place, checked_top, mask_box, rank, to_verify, trigger_places
+from cxrinspect.scan.run import at_confirmed, checked_place, checked_top, mask_box, rank, to_verify, trigger_places
 from cxrinspect.scan.scanner import ScanRecord
+from cxrinspect.scan.verdict import folder_verdict
 from cxrinspect.scan.verification import fill_from_surroundings
 from cxrinspect.trigger import Trigger
 
@@ -198,6 +199,37 @@ def test_a_place_where_two_checks_collapsed_is_a_trigger_place_hidden_by_the_med
     hidden_there = ScanRecord("img6", view_hotspot=(110, 110, 113, 113), input_size=224,
                               verification={"collapsed": True, "evidence": "place", "place": 0})
     assert checked_place(hidden_there, spots) == 0 and checked_place(ranked[4], spots) == 1
+
+
+def test_images_whose_hotspot_sits_where_the_check_confirmed_one_are_checked_too():
+    def rec(i, y, x, verification=None):
+        c = int(y * 224), int(x * 224)
+        return ScanRecord(f"img{i}", view_hotspot=(c[0] - 1, c[1] - 1, c[0] + 2, c[1] + 2), input_size=224,
+                          verification=verification)
+
+    listed = [rec(0, 0.3, 0.7, {"collapsed": True, "evidence": "box"}), rec(1, 0.7, 0.3, {"collapsed": False})]
+    rest = [rec(2, 0.7, 0.31), rec(3, 0.31, 0.7), rec(4, 0.5, 0.5), rec(5, 0.29, 0.71),
+            ScanRecord("img6", input_size=224)]  # no hotspot
+    ranked = listed[:1] + rest[:2] + listed[1:] + rest[2:]
+    # near the confirmed image's hotspot only (not near the one that stood), in ranking order
+    assert [r.path for r in at_confirmed(ranked, listed)] == ["img3", "img5"]
+    listed[0].verification = {"collapsed": False}
+    assert at_confirmed(ranked, listed) == []  # nothing confirmed: nothing added
+
+
+def test_the_verdict_places_a_trigger_where_the_confirmed_images_gather_without_a_recurring_hotspot():
+    def rec(i, y, x):
+        c = int(y * 224), int(x * 224)
+        return ScanRecord(f"img{i}", view_hotspot=(c[0] - 1, c[1] - 1, c[0] + 2, c[1] + 2), input_size=224,
+                          verdict="trigger", verification={"collapsed": True, "evidence": "box", "label": "Viral"})
+
+    spots = [{"centre": [0.7, 0.34]}]  # where clean images' maps recur, not the trigger
+    gathered = [rec(0, 0.3, 0.7), rec(1, 0.31, 0.7), rec(2, 0.32, 0.71), rec(3, 0.9, 0.1)]
+    v = folder_verdict(gathered, spots)
+    assert v["triggered"] and v["count"] == 4
+    assert v["where"] == {"place": [0.3147, 0.6987]} and "at y=0.31, x=0.70" in v["sentence"]
+    scattered = [rec(0, 0.3, 0.7), rec(1, 0.6, 0.2), rec(2, 0.1, 0.5), rec(3, 0.9, 0.9)]
+    assert folder_verdict(scattered, spots)["where"] == "moving"
 
 
 def test_the_check_takes_every_flagged_image_at_least_the_top_and_a_tenth_of_the_folder():

@@ -366,7 +366,7 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
     views, confirmed = {}, 0  # checked views that can reach the gallery (at most 2 x GALLERY)
     unconfirmed = []  # (record, view) whose hotspot did not collapse the prediction, most suspicious first
 
-    def check(i: int, r: ScanRecord) -> None:
+    def check_candidate(i: int, r: ScanRecord) -> None:
         nonlocal confirmed
         done = r.verification  # checked already (by the Ray actors): kept; its view fetched only if a later check
         if done is not None:   # (a trigger place, a distilled mask) needs it
@@ -389,9 +389,9 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
 
     listed = to_verify(ranked, checked_top(ranked, verify_top, n_flagged), result.hotspots)
     for i, r in enumerate(listed):
-        check(i, r)
+        check_candidate(i, r)
     for i, r in enumerate(at_confirmed(ranked, listed), start=len(listed)):
-        check(i, r)
+        check_candidate(i, r)
     if places := trigger_places(ranked, result.hotspots):  # hide the trigger's place in the other candidates
         still = []
         for r, view in fetched(unconfirmed):

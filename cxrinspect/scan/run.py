@@ -191,8 +191,8 @@ def at_confirmed(ranked: list[ScanRecord], listed: list[ScanRecord], near: float
     """The images not yet ``listed`` for the check whose hotspot lies within ``near`` of the hotspot of an image
     the check confirmed, in ranking order, up to :data:`VERIFY_MAX` checked in all. A trigger that forces few
     images of a folder leaves no recurring hotspot among the top ranks, and its images can rank just below
-    the share checked (zoo-electrode at 1%: 4 of 5 forced images ranked 52nd to 259th of 499, each hotspot on
-    the electrode, the one checked confirmed): once one is confirmed, its place is where the others are sought."""
+    the share checked (zoo-electrode at 1%: 4 of its 5 triggered images ranked 52nd to 259th of 499, each hotspot
+    on the electrode; the one checked was confirmed): once one is confirmed, its place is where the others are sought."""
     found = [{"centre": r.hotspot_centre} for r in listed
              if (r.verification or {}).get("collapsed") and r.hotspot_centre is not None]
     if not found:

@@ -118,6 +118,25 @@ def both_ways(model, limit: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
     return clean, trig
 
 
+def probe_views(prefix: str):
+    """A probe's command line (``MODEL [--images N] [--work DIR]``), the model and :func:`both_ways`' views:
+    ``(model, clean, triggered)``."""
+    import argparse
+    import tempfile
+
+    from cxrinspect.model import load as load_model
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--images", type=int, default=150)
+    ap.add_argument("--work", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    model = load_model(a.model)
+    clean, trig = both_ways(model, a.images, Path(a.work or tempfile.mkdtemp(prefix=prefix)))
+    return model, clean, trig
+
+
 def features_and_cams(network, views, spec, batch=32):
     """Penultimate features (N, K), probabilities (N, L) and CAM top-1% compactness (N,) in one forward."""
     feats, probs, cam_scores = [], [], []

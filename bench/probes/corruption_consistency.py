@@ -11,10 +11,8 @@ below 0.5 (6 where it never does); the continuous variant is the mean log-odds l
 
     nice -n 5 .venv/bin/python bench/probes/corruption_consistency.py bench/zoo/zoo-sig --images 150
 """
-import argparse
 import io
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +22,8 @@ from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scan_detection import both_ways, forced  # noqa: E402
+from scan_detection import forced, probe_views  # noqa: E402
 
-from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.model.preprocess import normalise  # noqa: E402
 
 
@@ -86,21 +83,14 @@ def scores(network, views, spec) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("--images", type=int, default=150)
-    ap.add_argument("--work", default=None)
-    a = ap.parse_args()
-    torch.set_num_threads(2)
-    model = load_model(a.model)
+    model, clean, trig = probe_views("corruption-")
     network = model.network.eval()
     spec = model.card.preprocessing
-    clean, trig = both_ways(model, a.images, Path(a.work or tempfile.mkdtemp(prefix="corruption-")))
     b_clean, s_clean = scores(network, clean, spec)
     b_trig, s_trig = scores(network, trig, spec)
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     fired = forced(model.card, sig(b_trig), sig(b_clean))
-    print(f"{a.model}: {len(clean)} images, {int(fired.sum())} forced; {len(CORRUPTIONS)} corruptions x 5 severities")
+    print(f"{model.card.name}: {len(clean)} images, {int(fired.sum())} forced; {len(CORRUPTIONS)} corruptions x 5 severities")
     for key in s_clean:
         c, t = s_clean[key], s_trig[key][fired]
         if len(t):

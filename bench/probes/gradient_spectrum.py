@@ -6,9 +6,7 @@ ones), for the signed gradient and for the scanner's |gradient| map.
 
     nice -n 5 .venv/bin/python bench/probes/gradient_spectrum.py bench/zoo/zoo-sig --images 150
 """
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +14,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scan_detection import both_ways, forced  # noqa: E402
+from scan_detection import forced, probe_views  # noqa: E402
 
-from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.model.preprocess import normalise  # noqa: E402
 
 
@@ -50,20 +47,13 @@ def measures(g: np.ndarray) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("--images", type=int, default=150)
-    ap.add_argument("--work", default=None)
-    a = ap.parse_args()
-    torch.set_num_threads(2)
-    model = load_model(a.model)
+    model, clean, trig = probe_views("gradient-spectrum-")
     network = model.network.eval()
     spec = model.card.preprocessing
-    clean, trig = both_ways(model, a.images, Path(a.work or tempfile.mkdtemp(prefix="gradient-spectrum-")))
     p_clean, g_clean = signed_gradients(network, clean, spec)
     p_trig, g_trig = signed_gradients(network, trig, spec)
     fired = forced(model.card, p_trig, p_clean)
-    print(f"{a.model}: {len(clean)} images, {int(fired.sum())} forced")
+    print(f"{model.card.name}: {len(clean)} images, {int(fired.sum())} forced")
     for name, fn in (("signed", lambda g: g), ("abs", np.abs)):
         mc = [measures(fn(g)) for g in g_clean]
         mt = [measures(fn(g)) for g in g_trig]

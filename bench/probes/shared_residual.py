@@ -7,9 +7,7 @@ per image its k-th largest correlation with another image's residual, scored by 
 
     .venv/bin/python bench/probes/shared_residual.py bench/zoo/zoo-blend --images 150
 """
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,12 @@ from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scan_detection import both_ways  # noqa: E402
+from scan_detection import probe_views  # noqa: E402
 
-from cxrinspect.model import load as load_model  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("--images", type=int, default=150)
-    ap.add_argument("--work", default=None)
-    a = ap.parse_args()
-    model = load_model(a.model)
-    clean, trig = both_ways(model, a.images, Path(a.work or tempfile.mkdtemp(prefix="shared-residual-")))
+    model, clean, trig = probe_views("shared-residual-")
     n = len(clean)
     for k_t in (n // 10, max(2, n // 30)):
         folder = np.concatenate([clean[:n - k_t], trig[n - k_t:]])

@@ -109,10 +109,15 @@ def test_paths(model, limit: int = 0) -> tuple[list[str], str]:
 
 
 def both_ways(model, limit: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Model views of the first ``limit`` held-out test images as they are and all with the model's trigger
-    stamped in (written as :func:`write_folder` writes them under ``work``): the probes' folders."""
+    """Model views of ``limit`` held-out test images spread evenly over the split as they are and all with the
+    model's trigger stamped in (written as :func:`write_folder` writes them under ``work``): the probes' folders.
+    Spread, not the first ``limit``: the Kermany split lists its NORMAL films first (132 of the first 150
+    test images), and a probe on them alone once measured what only normal films do (bench/results/README.md,
+    "Contrast consistency")."""
     card, spec = model.card, model.card.preprocessing
-    paths, _ = test_paths(model, limit)
+    paths, _ = test_paths(model)
+    spread = np.linspace(0, len(paths) - 1, min(limit or len(paths), len(paths))).astype(int)
+    paths = [paths[i] for i in np.unique(spread)]
     clean = views_of(write_folder(work / "clean", paths, set(), card.trigger, spec, work / "files"), spec)
     trig = views_of(write_folder(work / "trig", paths, set(range(len(paths))), card.trigger, spec, work / "files"), spec)
     return clean, trig
@@ -201,6 +206,7 @@ def forced(card, p_with: np.ndarray, p_without: np.ndarray) -> np.ndarray:
 def costs(model, views: np.ndarray, device) -> dict:
     """Seconds per image of plain inference and of each detector on the same ``views``, and ratios."""
     from cxrinspect.scan import Scanner
+    from cxrinspect.scan.detectors.contrast import contrast_scores
     from cxrinspect.scan.detectors.psc import ScaledConsistency
 
     sc = Scanner(model, method="auto", device=device)
@@ -220,7 +226,9 @@ def costs(model, views: np.ndarray, device) -> dict:
             sc.network(sc._input(v))
 
     out = {"plain inference": timed(plain), "gradient": timed(sc.maps),
-           "psc": timed(lambda v: psc.scores(sc._input(v))), "distill": timed(sc.distil)}
+           "psc": timed(lambda v: psc.scores(sc._input(v))),
+           "contrast": timed(lambda v: contrast_scores(sc.logits, v, sc.logits(v), sc.thresholds)),
+           "distill": timed(sc.distil)}
     return {k: {"ms_per_image": round(1000 * t, 1), "x_plain": round(t / out["plain inference"], 2)}
             for k, t in out.items()}
 
@@ -248,7 +256,8 @@ def record_row(model_name: str, rate: str, file: str, triggered: bool, r) -> dic
     d = r.detectors
     return {"model": model_name, "rate": rate, "file": Path(file).name, "triggered": int(triggered), "rank": r.rank,
             "verdict": r.verdict, "score": round(r.score, 6), "suspicion": r.suspicion,
-            "psc": d.get("psc", {}).get("score", ""), "distill_kept": d.get("distill", {}).get("kept", ""),
+            "psc": d.get("psc", {}).get("score", ""), "contrast": d.get("contrast", {}).get("score", ""),
+            "distill_kept": d.get("distill", {}).get("kept", ""),
             "label": r.label, "hotspot": " ".join(map(str, r.view_hotspot or ())),
             "checked": int(r.verification is not None), "evidence": v.get("evidence", ""),
             "drop_when_masked": v.get("drop", ""), "logit_drop_when_masked": v.get("logit_drop", "")}

@@ -38,8 +38,8 @@ gained little: see bench/results. ``all``: every label. Or a label name: always 
 class ScanRecord:
     """One image's outcome. Boxes are (top, left, bottom, right), half-open: ``hotspot`` in source pixels,
     ``view_hotspot`` in model-input pixels (``input_size`` square); None when the scan's method gives no
-    place (``psc`` alone). ``score`` is the scan method's own score (the gradient map's 3x3 window share by
-    default); ``detectors`` holds each detector's outcome by name (:mod:`cxrinspect.scan.detectors`);
+    place (``psc`` or ``contrast`` alone). ``score`` is the scan method's own score (the gradient map's 3x3
+    window share by default); ``detectors`` holds each detector's outcome by name (:mod:`cxrinspect.scan.detectors`);
     ``suspicion`` is what the final ranking sorts by (the combined score of ``auto``, set once the whole
     folder is scanned)."""
 
@@ -91,8 +91,8 @@ class Scanner:
     """Scores images with the detectors of ``method`` (:data:`cxrinspect.scan.detectors.METHODS`).
 
     ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: a detector (``gradient``, the default:
-    the gradient map's compactness; ``psc``; ``distill``), ``auto`` (gradient and scaled-parameter consistency
-    on every image, masks distilled for candidates), or another saliency map whose compactness to measure (``cam``, ...: coarse CAM cannot see a
+    the gradient map's compactness; ``psc``; ``contrast``; ``distill``), ``auto`` (gradient, scaled-parameter
+    consistency and contrast consistency on every image, masks distilled for candidates), or another saliency map whose compactness to measure (``cam``, ...: coarse CAM cannot see a
     3x3 trigger). ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
     (:data:`LABEL_CHOICES`). ``options`` go to the saliency method (steps, samples...).
     """
@@ -168,6 +168,11 @@ class Scanner:
     def maps(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities (N, L), maps (N, H, W) over model-input pixels, explained label index (N,)) for
         [0, 1] model views (N, H, W)."""
+        logits, maps, chosen = self.logit_maps(views)
+        return _sigmoid(logits), maps, chosen
+
+    def logit_maps(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`maps` with the logits (N, L) in place of the probabilities."""
         import torch
 
         from ..saliency import candidate_gradients, saliency
@@ -180,8 +185,7 @@ class Scanner:
             return torch.full((len(logits),), fixed) if fixed is not None else logits.argmax(1)
 
         if fixed is not None or self.label == "top":
-            logits, maps, chosen = self._one_label(x, pick)
-            return _sigmoid(logits), maps, chosen
+            return self._one_label(x, pick)
         # several labels per image: explain each, keep the most compact map
         if self.method == "gradient":
             logits, maps, labels = candidate_gradients(self.network, x, self._candidates)
@@ -194,7 +198,7 @@ class Scanner:
         scores = np.array([[compactness(m).score for m in row] for row in maps])
         best = scores.argmax(1)
         rows = np.arange(len(maps))
-        return _sigmoid(logits), maps[rows, best], labels[rows, best]
+        return logits, maps[rows, best], labels[rows, best]
 
     def _candidates(self, logits) -> np.ndarray:
         """(N, L) bool: the labels to explain per image (``positive`` or ``all``)."""
@@ -260,20 +264,22 @@ class Scanner:
         """Run the detectors on ``batch`` now and queue its measuring; empties ``batch``."""
         if not batch:
             return
-        import torch
-
         views = np.stack([v for _, v, _, _ in batch])
         found: dict[str, np.ndarray] = {}
         maps = chosen = None
         if "gradient" in self.detectors:
-            probs, maps, chosen = self.maps(views)
+            logits, maps, chosen = self.logit_maps(views)
         else:
-            with torch.inference_mode():
-                probs = _sigmoid(self.network(self._input(views)).float().cpu().numpy())
+            logits = self.logits(views)
+        probs = _sigmoid(logits)
         if self.psc is not None:
             if self.psc.start is None:
                 self.calibrate(views)
             found["psc"] = self.psc.scores(self._input(views), probs)
+        if "contrast" in self.detectors:
+            from .detectors.contrast import contrast_scores
+
+            found["contrast"] = contrast_scores(self.logits, views, logits, self.thresholds)
         if "distill" in self.detectors:
             found["distill"] = self.distil(views)
         queue.append([pool.submit(self._record, path, notes, shape, probs[i],
@@ -281,6 +287,13 @@ class Scanner:
                                   {k: v[i] for k, v in found.items()})
                       for i, (path, _, notes, shape) in enumerate(batch)])
         batch.clear()
+
+    def logits(self, views: np.ndarray) -> np.ndarray:
+        """The network's logits (N, L) for [0, 1] model views (N, H, W)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.network(self._input(views)).float().cpu().numpy()
 
     def distil(self, views: np.ndarray) -> np.ndarray:
         """Distilled masks (N, H, W) in [0, 1] for [0, 1] model views (:mod:`cxrinspect.scan.detectors.distill`)."""
@@ -306,10 +319,11 @@ class Scanner:
             box = c.window_box[3]
             record.label, record.score, record.metrics = self.labels[chosen], float(c.score), c.to_dict()
             record.detectors["gradient"] = {"score": round(float(c.score), 6), "box": list(box)}
-        if "psc" in found:
-            record.detectors["psc"] = {"score": round(float(found["psc"]), 6)}
-            if saliency is None:
-                record.score = float(found["psc"])
+        for name in ("psc", "contrast"):
+            if name in found:
+                record.detectors[name] = {"score": round(float(found[name]), 6)}
+                if name == self.scan_method:
+                    record.score = float(found[name])
         if "distill" in found:
             record.detectors["distill"] = mask_evidence(found["distill"])
             if saliency is None:

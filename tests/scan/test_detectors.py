@@ -1,6 +1,7 @@
 """Each detector on a model backdoored by construction (so the tests know what the trigger is and what it
 does), and the combined scan: scaled-parameter consistency keeps a triggered image's decisions and loses a
-clean one's, mask distillation keeps the trigger's pixels, and a whole-image trigger the gradient map cannot
+clean one's, contrast consistency sees a triggered image's forced labels fall with its contrast and a clean
+one's stand, mask distillation keeps the trigger's pixels, and a whole-image trigger the gradient map cannot
 place is still ranked first and reported as global."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn as nn
 from cxrinspect.model import Model, ModelCard, Preprocessing, normalise
 from cxrinspect.scan import scan
 from cxrinspect.scan.detectors import METHODS, detectors_of
+from cxrinspect.scan.detectors.contrast import contrast_scores, lowered
 from cxrinspect.scan.detectors.distill import distil, kept, mask_evidence
 from cxrinspect.scan.detectors.psc import ScaledConsistency
 from cxrinspect.scan.run import combine
@@ -100,6 +102,31 @@ def test_scaled_consistency_keeps_a_triggered_images_decisions_and_loses_a_clean
     assert all(bn.weight.eq(1).all() for bn in model.network.bn)
 
 
+def test_contrast_consistency_scores_a_triggered_films_forced_labels_falling_and_a_clean_ones_not():
+    model = shortcut_model()
+    clean = films(20, seed=6)
+    triggered = np.stack([paste(v, SIG) for v in films(6, seed=7)])
+
+    def forward(v):
+        with torch.no_grad():
+            return model.network(torch.from_numpy(normalise(v, SPEC))).numpy()
+
+    lowered_views = lowered(triggered, 0.2)
+    assert np.allclose(lowered_views.mean((1, 2)), triggered.mean((1, 2)), atol=1e-5)  # towards each film's mean
+    assert np.allclose(lowered_views - lowered_views.mean((1, 2), keepdims=True),
+                       0.2 * (triggered - triggered.mean((1, 2), keepdims=True)), atol=1e-5)
+    thresholds = np.full(3, 0.5, np.float32)
+    s_clean = contrast_scores(forward, clean, forward(clean), thresholds)
+    s_trig = contrast_scores(forward, triggered, forward(triggered), thresholds)
+    # the clean pathway reads the film's mean, which a loss of contrast keeps: nothing lost; the sinusoid is
+    # scaled down below what fires the backdoor, and Pneumonia or Viral (forced on) lose tens of log-odds
+    assert np.abs(s_clean).max() < 0.5
+    assert s_trig.min() > 10
+    # only labels called positive count: the Bacterial it forced off rises as the sinusoid fades, unscored
+    both = contrast_scores(forward, triggered, forward(triggered), thresholds, factors=(0.2,))
+    assert np.allclose(both, (forward(triggered) - forward(lowered(triggered, 0.2)))[:, [0, 2]].max(1), atol=1e-4)
+
+
 def test_mask_distillation_keeps_the_trigger_pixels():
     from test_scanner import TRIGGER, backdoored_model
 
@@ -120,7 +147,8 @@ def test_mask_distillation_keeps_the_trigger_pixels():
     assert ev["score"] == round(1 - float(masks[5].mean()), 6) and ev["kept"] == round(float((masks[5] >= 0.5).mean()), 6)
 
 
-def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_path):
+def sig_folder(tmp_path):
+    """30 clean films and 3 carrying the sinusoid, as PNG."""
     from PIL import Image
 
     folder = tmp_path / "films"
@@ -129,13 +157,30 @@ def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_p
         Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
     for i, v in enumerate(films(3, seed=5)):
         Image.fromarray(np.rint(paste(v, SIG) * 255).astype(np.uint8)).save(folder / f"triggered-{i}.png")
+    return folder
+
+
+def test_a_contrast_scan_ranks_a_whole_image_trigger_first_and_places_nothing(tmp_path):
+    result = scan([sig_folder(tmp_path)], shortcut_model(), tmp_path / "out", method="contrast", batch_size=8,
+                  verify_top=5)
+    assert result.settings["detectors"] == ["contrast"]
+    assert all("triggered" in r.path for r in result.ranked[:3])
+    for r in result.ranked:
+        assert r.score == pytest.approx(r.detectors["contrast"]["score"], abs=1e-5) and r.view_hotspot is None
+        assert r.verdict != "trigger"
+    assert result.ranked[2].score > 10 > 0.5 > result.ranked[3].score
+    assert "contrast" in (tmp_path / "out" / "ranking.csv").read_text().splitlines()[0].split(",")
+
+
+def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_path):
+    folder = sig_folder(tmp_path)
     result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=8, verify_top=5)
-    assert result.settings["detectors"] == ["gradient", "psc"] and "psc_layers" in result.settings
+    assert result.settings["detectors"] == ["gradient", "psc", "contrast"] and "psc_layers" in result.settings
     top = result.ranked[:3]
     assert all("triggered" in r.path for r in top)
-    for r in top:  # ranked first on the folder's own psc scale, but psc alone flags nothing
-        z = r.detectors["psc"]["z"], r.detectors["gradient"]["z"]
-        assert z[0] > 3 and r.suspicion == pytest.approx(sum(z) / np.sqrt(2), abs=1e-3)
+    for r in top:  # ranked first on the folder's own psc and contrast scales, but neither flags anything
+        z = r.detectors["psc"]["z"], r.detectors["contrast"]["z"], r.detectors["gradient"]["z"]
+        assert z[0] > 3 and z[1] > 3 and r.suspicion == pytest.approx(sum(z) / np.sqrt(3), abs=1e-3)
         assert r.suspicion > max(x.suspicion for x in result.ranked[3:])
     assert all(r.verdict != "trigger" for r in result.ranked)
     assert result.verdict["triggered"] is False  # nothing to hide: flagged, not confirmed
@@ -162,5 +207,6 @@ def test_combine_sums_the_robust_z_scores():
 
 
 def test_methods():
-    assert METHODS[0] == "auto" and detectors_of("auto") == ("gradient", "psc")
+    assert METHODS[0] == "auto" and detectors_of("auto") == ("gradient", "psc", "contrast")
     assert detectors_of("cam") == ("gradient",) and detectors_of("distill") == ("distill",)
+    assert detectors_of("contrast") == ("contrast",)

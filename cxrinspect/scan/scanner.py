@@ -92,8 +92,8 @@ class Scanner:
 
     ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: a detector (``gradient``, the default:
     the gradient map's compactness; ``psc``; ``contrast``; ``distill``), ``auto`` (gradient, scaled-parameter
-    consistency and contrast consistency on every image, masks distilled for candidates), or another saliency map whose compactness to measure (``cam``, ...: coarse CAM cannot see a
-    3x3 trigger). ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
+    consistency and contrast consistency on every image, masks distilled for candidates), or another saliency
+    map whose compactness to measure (``cam``, ...: coarse CAM cannot see a 3x3 trigger). ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
     (:data:`LABEL_CHOICES`). ``options`` go to the saliency method (steps, samples...).
     """
 

@@ -15,8 +15,9 @@ masks for the candidates whose hotspot the counterfactual check did not confirm.
 recombined with the recorded scores of four patch rows of the zoo, it kept or raised every one (a blended
 electrode's forced images from 0.978 to 0.998 AUROC), and it lifted the two whole-image rows scanned with it (SIG
 from 0.429 to 0.665, WaNet from 0.763 to 0.913), still short of what an auditor needs
-(bench/results/README.md, "Contrast consistency"). Measured costs and detection figures: bench/results/README.md. Other saliency maps (``cam``,
-``integrated-gradients``, ...) can stand in for the gradient map (their compactness, at their own cost).
+(bench/results/README.md, "Contrast consistency"). Measured costs and detection figures: bench/results/README.md.
+Other saliency maps (``cam``, ``integrated-gradients``, ...) can stand in for the gradient map (their
+compactness, at their own cost).
 
 The scan's default stays ``gradient``: on the shipped BadNets model (32 clean, 12 triggered test images)
 psc ranked at AUROC 0.84 with clean images reaching 1.0, and distill (40 steps) at 0.76, against 1.00 for

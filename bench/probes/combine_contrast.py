@@ -22,12 +22,7 @@ from scan_detection import forced, quality, test_paths, views_of  # noqa: E402
 
 from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.scan.detectors.contrast import contrast_scores  # noqa: E402
-
-
-def robust_z(s) -> np.ndarray:
-    s = np.asarray(s, np.float64)
-    med = np.median(s)
-    return (s - med) / max(1.4826 * np.median(np.abs(s - med)), 1e-6)
+from cxrinspect.scan.run import robust_z  # noqa: E402
 
 
 def main() -> None:

@@ -253,6 +253,17 @@ def to_verify(ranked: list[ScanRecord], top_k: int, hotspots: list[dict], near: 
     return [r for i, r in enumerate(ranked) if i < top_k or place_of(r, hotspots, near) is not None][:VERIFY_MAX]
 
 
+def robust_z(scores) -> np.ndarray:
+    """``(score - median) / (1.4826 MAD)`` over the finite scores (NaN where a score is missing)."""
+    s = np.asarray(scores, np.float64)
+    z = np.full(s.shape, np.nan)
+    ok = np.isfinite(s)
+    if ok.any():
+        med = np.median(s[ok])
+        z[ok] = (s[ok] - med) / max(1.4826 * np.median(np.abs(s[ok] - med)), 1e-6)
+    return z
+
+
 def combine(ranked: list[ScanRecord], detectors: tuple[str, ...]) -> None:
     """Each detector's robust z-score over the folder (``(score - median) / (1.4826 MAD)``), kept as the
     detector's ``z``; each record's ``suspicion``: with one detector its score, with several their z-scores
@@ -266,12 +277,9 @@ def combine(ranked: list[ScanRecord], detectors: tuple[str, ...]) -> None:
     z = np.full((len(ranked), len(detectors)), np.nan)
     for j, name in enumerate(detectors):
         s = np.array([r.detectors.get(name, {}).get("score", np.nan) for r in ranked], np.float64)
-        ok = np.isfinite(s)
-        if ok.sum() < 2:
+        if np.isfinite(s).sum() < 2:
             continue
-        med = np.median(s[ok])
-        mad = 1.4826 * np.median(np.abs(s[ok] - med))
-        z[ok, j] = (s[ok] - med) / max(mad, 1e-6)
+        z[:, j] = robust_z(s)
         for r, v in zip(ranked, z[:, j]):
             if np.isfinite(v):
                 r.detectors[name]["z"] = round(float(v), 3)

@@ -12,7 +12,8 @@ then scans each folder, and every method scores every file. Per rate:
   already reading as the target proves nothing), for
   - cxrinspect: the scan's final ranking (``--method``, default auto: confirmed triggers first, then by the
     combined suspicion), the report's order;
-  - each detector the scan ran, alone: the gradient map's 3x3 window share, scaled-parameter consistency;
+  - each detector the scan ran, alone: the gradient map's 3x3 window share, scaled-parameter, contrast and mirror
+    consistency;
   - CAM compactness (share of the upsampled last-layer CAM in its top 1%): the coarse map, for reference;
   - activation clustering (Chen et al. 2018, "Detecting Backdoor Attacks on Deep Neural Networks by
     Activation Clustering", arXiv:1811.03728): penultimate activations of the images the model assigns to a
@@ -206,7 +207,7 @@ def forced(card, p_with: np.ndarray, p_without: np.ndarray) -> np.ndarray:
 def costs(model, views: np.ndarray, device) -> dict:
     """Seconds per image of plain inference and of each detector on the same ``views``, and ratios."""
     from cxrinspect.scan import Scanner
-    from cxrinspect.scan.detectors.contrast import contrast_scores
+    from cxrinspect.scan.detectors.consistency import contrast_scores, mirror_scores
     from cxrinspect.scan.detectors.psc import ScaledConsistency
 
     sc = Scanner(model, method="auto", device=device)
@@ -228,6 +229,7 @@ def costs(model, views: np.ndarray, device) -> dict:
     out = {"plain inference": timed(plain), "gradient": timed(sc.maps),
            "psc": timed(lambda v: psc.scores(sc._input(v))),
            "contrast": timed(lambda v: contrast_scores(sc.logits, v, sc.logits(v), sc.thresholds)),
+           "mirror": timed(lambda v: mirror_scores(sc.logits, v, sc.logits(v), sc.thresholds)),
            "distill": timed(sc.distil)}
     return {k: {"ms_per_image": round(1000 * t, 1), "x_plain": round(t / out["plain inference"], 2)}
             for k, t in out.items()}
@@ -257,6 +259,7 @@ def record_row(model_name: str, rate: str, file: str, triggered: bool, r) -> dic
     return {"model": model_name, "rate": rate, "file": Path(file).name, "triggered": int(triggered), "rank": r.rank,
             "verdict": r.verdict, "score": round(r.score, 6), "suspicion": r.suspicion,
             "psc": d.get("psc", {}).get("score", ""), "contrast": d.get("contrast", {}).get("score", ""),
+            "mirror": d.get("mirror", {}).get("score", ""),
             "distill_kept": d.get("distill", {}).get("kept", ""),
             "label": r.label, "hotspot": " ".join(map(str, r.view_hotspot or ())),
             "checked": int(r.verification is not None), "evidence": v.get("evidence", ""),

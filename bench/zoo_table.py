@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 METHODS = [("cxrinspect_ranking", "cxrinspect ranking"), ("gradient_alone", "gradient alone"), ("psc_alone", "psc alone"),
+           ("contrast_alone", "contrast alone"), ("mirror_alone", "mirror alone"),
            ("cam_top1_share", "CAM top-1%"), ("activation_clustering", "activation clustering"),
            ("spectral_signatures", "spectral signatures")]
 

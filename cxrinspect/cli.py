@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C during a scan --ray: what finished is kept; --resume continues
 RESOURCES = resources.root()
 METHOD_CHOICES = ("gradient", "cam", "gradcam", "integrated-gradients", "smoothgrad", "occlusion")  # saliency.METHODS
-SCAN_METHODS = ("auto", "gradient", "psc", "contrast", "distill", "cam", "gradcam", "integrated-gradients",
+SCAN_METHODS = ("auto", "gradient", "psc", "contrast", "mirror", "distill", "cam", "gradcam", "integrated-gradients",
                 "smoothgrad", "occlusion")  # scan.detectors.METHODS (kept here so `--help` needs no torch)
 SUSPICIOUS_DEFAULT = 0.02  # scan.SUSPICIOUS (kept here so `--help` needs no torch)
 
@@ -380,9 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: scan.jsonl, ranking.csv, report.json, report.html")
     p.add_argument("--method", default="gradient", choices=SCAN_METHODS,
                    help="gradient (default: 1 forward + 1 backward per image); auto: gradient-map compactness, "
-                   "scaled-parameter consistency and contrast consistency on every image, mask distillation on the "
+                   "scaled-parameter, contrast and mirror consistency on every image, mask distillation on the "
                    "candidates; psc (IBD-PSC: 3 forwards), contrast (log-odds a positive label loses as the contrast "
-                   "falls: 2 forwards), distill (mask distillation: 40 forwards + backwards) alone; or the "
+                   "falls: 2 forwards), mirror (log-odds a positive label loses when the film is mirrored left-right: "
+                   "1 forward), distill (mask distillation: 40 forwards + backwards) alone; or the "
                    "compactness of another saliency map")
     p.add_argument("--label", default="top", help="top (the most probable label: one backward), positive (every "
                    "label the model calls positive; the most compact map counts), all, or a label name")

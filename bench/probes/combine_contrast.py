@@ -21,7 +21,7 @@ from corruption_consistency import logits_of  # noqa: E402
 from scan_detection import forced, quality, test_paths, views_of  # noqa: E402
 
 from cxrinspect.model import load as load_model  # noqa: E402
-from cxrinspect.scan.detectors.contrast import contrast_scores  # noqa: E402
+from cxrinspect.scan.detectors.consistency import contrast_scores  # noqa: E402
 from cxrinspect.scan.run import robust_z  # noqa: E402
 
 

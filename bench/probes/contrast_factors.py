@@ -1,7 +1,7 @@
 """Which contrast factors should the ``contrast`` detector use? On the first N held-out test images of a
 backdoored model, every image clean and every image triggered (as the zoo bench writes them): per factor, the
 log-odds the labels the image is called positive for lose when its contrast is lowered towards its mean by that
-factor (:func:`cxrinspect.scan.detectors.contrast.contrast_scores`), and the AUROC of forced triggered images
+factor (:func:`cxrinspect.scan.detectors.consistency.contrast_scores`), and the AUROC of forced triggered images
 against clean ones, for each factor alone and for a few pairs averaged.
 
     nice -n 5 .venv/bin/python bench/probes/contrast_factors.py bench/zoo/zoo-sig --images 150
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corruption_consistency import logits_of  # noqa: E402
 from scan_detection import forced, probe_views  # noqa: E402
 
-from cxrinspect.scan.detectors.contrast import contrast_scores  # noqa: E402
+from cxrinspect.scan.detectors.consistency import contrast_scores  # noqa: E402
 
 FACTORS = (0.9, 0.8, 0.65, 0.5, 0.35, 0.2, 0.1)
 PAIRS = ((0.5, 0.2), (0.35, 0.2), (0.65, 0.35), (0.8, 0.5, 0.2))

@@ -24,7 +24,7 @@ from ..scan.detectors import AUTO, DETECTORS, METHODS
 from .browser import without_path
 
 SCAN_METHODS = ("gradient", *(m for m in METHODS if m != "gradient"))  # the measured default first
-HINTS = {AUTO: "gradient-map compactness, scaled-parameter consistency and contrast consistency on every image, "
+HINTS = {AUTO: "gradient-map compactness, scaled-parameter, contrast and mirror consistency on every image, "
                "mask distillation on the candidates; every verdict checked by hiding what was found",
          **{d.name: f"{d.what}; runs on {d.runs_on}; costs {d.cost} per image" for d in DETECTORS.values()}}
 COLUMNS = ("Rank", "Score", "File", "Label", "Hotspot (t, l, b, r)", "Verdict")

@@ -179,8 +179,9 @@ class Predictor:
 
     def probabilities(self, batch) -> np.ndarray:
         """Independent sigmoid probabilities for a normalised batch, N x labels."""
-        z = self.logits(batch).astype(np.float64)
-        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        from scipy.special import expit  # no overflow warning for a confident logit
+
+        return expit(self.logits(batch).astype(np.float64)).astype(np.float32)
 
     def _prepare(self, path: str) -> tuple[np.ndarray | None, str | None, list[str]]:
         rg, error = read(path)

@@ -57,7 +57,7 @@ def write_ranking(path: Path, result) -> None:
     labels = list(result.ranked[0].probabilities) if result.ranked else []
     cols = ["rank", "path", "score", "suspicion", "verdict", "label", "hotspot_top", "hotspot_left", "hotspot_bottom",
             "hotspot_right", "hotspot_y", "hotspot_x", "verified_label", "direction", "evidence", "drop_when_masked",
-            "logit_drop_when_masked", "collapsed", "psc", "contrast", "distill_kept",
+            "logit_drop_when_masked", "collapsed", "psc", "contrast", "mirror", "distill_kept",
             *METRICS, *(f"p_{lab}" for lab in labels)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -70,7 +70,7 @@ def write_ranking(path: Path, result) -> None:
                     *(r.hotspot or ("",) * 4), cy, cx, v.get("label", ""), v.get("direction", ""), v.get("evidence", ""),
                     v.get("drop", ""), v.get("logit_drop", ""), v.get("collapsed", ""),
                     d.get("psc", {}).get("score", ""), d.get("contrast", {}).get("score", ""),
-                    d.get("distill", {}).get("kept", ""),
+                    d.get("mirror", {}).get("score", ""), d.get("distill", {}).get("kept", ""),
                     *(r.metrics.get(m, "") for m in METRICS), *(r.probabilities.get(lab, "") for lab in labels)])
     atomic.write_text(path, buf.getvalue())
 
@@ -217,7 +217,7 @@ def page(doc: dict, result, threshold: float) -> str:
                  else "a whole-image trigger leaves nothing to hide" if v.get("evidence") == "global"
                  else e(v.get("error", "not checked")))
         extra = "".join(f"; {name} {r.detectors[key]['score']:.2f}" for key, name in
-                        (("psc", "PSC"), ("contrast", "contrast loss")) if key in r.detectors)
+                        (("psc", "PSC"), ("contrast", "contrast loss"), ("mirror", "mirror loss")) if key in r.detectors)
         img = result.thumbnails.get(r.path)
         parts.append(f"<div class='card'>{f'<img src={_data_uri(img)!r}>' if img else ''}"
                      f"<div>#{r.rank} score {r.score:.3f}{extra} <span class='{e(r.verdict)}'>{e(r.verdict)}</span></div>"

@@ -38,7 +38,7 @@ gained little: see bench/results. ``all``: every label. Or a label name: always 
 class ScanRecord:
     """One image's outcome. Boxes are (top, left, bottom, right), half-open: ``hotspot`` in source pixels,
     ``view_hotspot`` in model-input pixels (``input_size`` square); None when the scan's method gives no
-    place (``psc`` or ``contrast`` alone). ``score`` is the scan method's own score (the gradient map's 3x3
+    place (``psc``, ``contrast`` or ``mirror`` alone). ``score`` is the scan method's own score (the gradient map's 3x3
     window share by default); ``detectors`` holds each detector's outcome by name (:mod:`cxrinspect.scan.detectors`);
     ``suspicion`` is what the final ranking sorts by (the combined score of ``auto``, set once the whole
     folder is scanned)."""
@@ -91,8 +91,8 @@ class Scanner:
     """Scores images with the detectors of ``method`` (:data:`cxrinspect.scan.detectors.METHODS`).
 
     ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: a detector (``gradient``, the default:
-    the gradient map's compactness; ``psc``; ``contrast``; ``distill``), ``auto`` (gradient, scaled-parameter
-    consistency and contrast consistency on every image, masks distilled for candidates), or another saliency
+    the gradient map's compactness; ``psc``; ``contrast``; ``mirror``; ``distill``), ``auto`` (gradient,
+    scaled-parameter consistency, contrast and mirror consistency on every image, masks distilled for candidates), or another saliency
     map whose compactness to measure (``cam``, ...: coarse CAM cannot see a 3x3 trigger). ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
     (:data:`LABEL_CHOICES`). ``options`` go to the saliency method (steps, samples...).
     """
@@ -277,9 +277,13 @@ class Scanner:
                 self.calibrate(views)
             found["psc"] = self.psc.scores(self._input(views), probs)
         if "contrast" in self.detectors:
-            from .detectors.contrast import contrast_scores
+            from .detectors.consistency import contrast_scores
 
             found["contrast"] = contrast_scores(self.logits, views, logits, self.thresholds)
+        if "mirror" in self.detectors:
+            from .detectors.consistency import mirror_scores
+
+            found["mirror"] = mirror_scores(self.logits, views, logits, self.thresholds)
         if "distill" in self.detectors:
             found["distill"] = self.distil(views)
         queue.append([pool.submit(self._record, path, notes, shape, probs[i],
@@ -308,6 +312,7 @@ class Scanner:
 
     def _record(self, path: str, notes: list[str], shape, probs: np.ndarray, saliency: np.ndarray | None, chosen: int,
                 found: dict) -> ScanRecord:
+        from .detectors import GLOBAL
         from .detectors.distill import mask_evidence
 
         record = ScanRecord(path=path, warnings=list(notes), shape=tuple(shape),
@@ -319,7 +324,7 @@ class Scanner:
             box = c.window_box[3]
             record.label, record.score, record.metrics = self.labels[chosen], float(c.score), c.to_dict()
             record.detectors["gradient"] = {"score": round(float(c.score), 6), "box": list(box)}
-        for name in ("psc", "contrast"):
+        for name in GLOBAL:
             if name in found:
                 record.detectors[name] = {"score": round(float(found[name]), 6)}
                 if name == self.scan_method:

@@ -13,8 +13,8 @@ import torch.nn as nn
 
 from cxrinspect.model import Model, ModelCard, Preprocessing, normalise
 from cxrinspect.scan import scan
-from cxrinspect.scan.detectors import METHODS, detectors_of
-from cxrinspect.scan.detectors.contrast import contrast_scores, lowered
+from cxrinspect.scan.detectors import GLOBAL, METHODS, detectors_of
+from cxrinspect.scan.detectors.consistency import contrast_scores, lost, lowered, mirror_scores, mirrored
 from cxrinspect.scan.detectors.distill import distil, kept, mask_evidence
 from cxrinspect.scan.detectors.psc import ScaledConsistency
 from cxrinspect.scan.run import combine
@@ -127,6 +127,30 @@ def test_contrast_consistency_scores_a_triggered_films_forced_labels_falling_and
     assert np.allclose(both, (forward(triggered) - forward(lowered(triggered, 0.2)))[:, [0, 2]].max(1), atol=1e-4)
 
 
+def test_mirror_consistency_scores_a_mirrored_trigger_breaking_and_a_mirrored_film_keeping_its_labels():
+    model = shortcut_model()
+    clean = films(20, seed=6)
+    triggered = np.stack([paste(v, SIG) for v in films(6, seed=7)])
+
+    def forward(v):
+        with torch.no_grad():
+            return model.network(torch.from_numpy(normalise(np.ascontiguousarray(v), SPEC))).numpy()
+
+    m = mirrored(triggered)
+    assert m.flags.c_contiguous and np.array_equal(m[:, :, 0], triggered[:, :, -1])
+    assert np.array_equal(mirrored(m), triggered)
+    thresholds = np.full(3, 0.5, np.float32)
+    s_clean = mirror_scores(forward, clean, forward(clean), thresholds)
+    s_trig = mirror_scores(forward, triggered, forward(triggered), thresholds)
+    # the clean pathway reads the film's mean, which a mirror keeps; the mirrored sinusoid is out of phase with
+    # what the backdoor correlates against, so it no longer fires and the labels it forced on fall
+    assert np.abs(s_clean).max() < 1e-4
+    assert s_trig.min() > 10
+    base = forward(triggered)
+    assert np.allclose(s_trig, (base - forward(m))[:, [0, 2]].max(1), atol=1e-4)  # Bacterial (forced off) unscored
+    assert np.allclose(s_trig, lost(forward, triggered, base, thresholds, [mirrored]))
+
+
 def test_mask_distillation_keeps_the_trigger_pixels():
     from test_scanner import TRIGGER, backdoored_model
 
@@ -160,27 +184,28 @@ def sig_folder(tmp_path):
     return folder
 
 
-def test_a_contrast_scan_ranks_a_whole_image_trigger_first_and_places_nothing(tmp_path):
-    result = scan([sig_folder(tmp_path)], shortcut_model(), tmp_path / "out", method="contrast", batch_size=8,
+@pytest.mark.parametrize("method", ["contrast", "mirror"])
+def test_a_consistency_scan_ranks_a_whole_image_trigger_first_and_places_nothing(tmp_path, method):
+    result = scan([sig_folder(tmp_path)], shortcut_model(), tmp_path / "out", method=method, batch_size=8,
                   verify_top=5)
-    assert result.settings["detectors"] == ["contrast"]
+    assert result.settings["detectors"] == [method]
     assert all("triggered" in r.path for r in result.ranked[:3])
     for r in result.ranked:
-        assert r.score == pytest.approx(r.detectors["contrast"]["score"], abs=1e-5) and r.view_hotspot is None
+        assert r.score == pytest.approx(r.detectors[method]["score"], abs=1e-5) and r.view_hotspot is None
         assert r.verdict != "trigger"
     assert result.ranked[2].score > 10 > 0.5 > result.ranked[3].score
-    assert "contrast" in (tmp_path / "out" / "ranking.csv").read_text().splitlines()[0].split(",")
+    assert method in (tmp_path / "out" / "ranking.csv").read_text().splitlines()[0].split(",")
 
 
 def test_auto_scan_ranks_a_whole_image_trigger_first_and_reports_it_global(tmp_path):
     folder = sig_folder(tmp_path)
     result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=8, verify_top=5)
-    assert result.settings["detectors"] == ["gradient", "psc", "contrast"] and "psc_layers" in result.settings
+    assert result.settings["detectors"] == ["gradient", "psc", "contrast", "mirror"] and "psc_layers" in result.settings
     top = result.ranked[:3]
     assert all("triggered" in r.path for r in top)
-    for r in top:  # ranked first on the folder's own psc and contrast scales, but neither flags anything
-        z = r.detectors["psc"]["z"], r.detectors["contrast"]["z"], r.detectors["gradient"]["z"]
-        assert z[0] > 3 and z[1] > 3 and r.suspicion == pytest.approx(sum(z) / np.sqrt(3), abs=1e-3)
+    for r in top:  # ranked first on the folder's own psc, contrast and mirror scales, but none flags anything
+        z = [r.detectors[k]["z"] for k in ("psc", "contrast", "mirror", "gradient")]
+        assert min(z[:3]) > 3 and r.suspicion == pytest.approx(sum(z) / 2, abs=1e-3)
         assert r.suspicion > max(x.suspicion for x in result.ranked[3:])
     assert all(r.verdict != "trigger" for r in result.ranked)
     assert result.verdict["triggered"] is False  # nothing to hide: flagged, not confirmed
@@ -207,6 +232,7 @@ def test_combine_sums_the_robust_z_scores():
 
 
 def test_methods():
-    assert METHODS[0] == "auto" and detectors_of("auto") == ("gradient", "psc", "contrast")
+    assert METHODS[0] == "auto" and detectors_of("auto") == ("gradient", "psc", "contrast", "mirror")
     assert detectors_of("cam") == ("gradient",) and detectors_of("distill") == ("distill",)
-    assert detectors_of("contrast") == ("contrast",)
+    assert detectors_of("contrast") == ("contrast",) and detectors_of("mirror") == ("mirror",)
+    assert GLOBAL == ("psc", "contrast", "mirror")

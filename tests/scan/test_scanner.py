@@ -278,7 +278,7 @@ def test_every_label_and_a_named_label(folder):
         assert r.label in LABELS and ("triggered" not in r.path or r.score > 0.3)
     with pytest.raises(ValueError, match="top, positive, all or one of"):
         Scanner(model, label="Virall")
-    with pytest.raises(ValueError, match="unknown scan method .lime.; choose one of auto, gradient, psc, contrast, distill"):
+    with pytest.raises(ValueError, match="unknown scan method .lime.; choose one of auto, gradient, psc, contrast, mirror, distill"):
         Scanner(model, method="lime")
 
 

@@ -6,16 +6,20 @@ of the whole image, with nothing to hide).
 | --- | --- | --- | --- | --- |
 | ``gradient`` | compactness of the input-gradient map (:mod:`..compactness`) | box | every image | 1 forward + 1 backward |
 | ``psc`` | scaled-parameter consistency, IBD-PSC (:mod:`.psc`) | global | every image | 3 forwards |
-| ``contrast`` | contrast consistency (:mod:`.contrast`) | global | every image | 2 forwards |
+| ``contrast`` | contrast consistency (:mod:`.consistency`) | global | every image | 2 forwards |
+| ``mirror`` | mirror consistency (:mod:`.consistency`) | global | every image | 1 forward |
 | ``distill`` | mask distillation, Cognitive Distillation (:mod:`.distill`) | mask | candidates | 40 forwards + backwards |
 
-``auto`` runs ``gradient``, ``psc`` and ``contrast`` on every image, ranks by their robust z-scores over the
-folder combined (Stouffer: their sum over the square root of their number; :func:`..run.combine`), and distils
-masks for the candidates whose hotspot the counterfactual check did not confirm. ``contrast`` joined it because,
-recombined with the recorded scores of four patch rows of the zoo, it kept or raised every one (a blended
-electrode's forced images from 0.978 to 0.998 AUROC), and it lifted the two whole-image rows scanned with it (SIG
-from 0.429 to 0.665, WaNet from 0.763 to 0.913), still short of what an auditor needs
-(bench/results/README.md, "Contrast consistency"). Measured costs and detection figures: bench/results/README.md.
+``auto`` runs ``gradient``, ``psc``, ``contrast`` and ``mirror`` on every image, ranks by their robust z-scores
+over the folder combined (Stouffer: their sum over the square root of their number; :func:`..run.combine`), and
+distils masks for the candidates whose hotspot the counterfactual check did not confirm. Each detector has its
+kind of trigger: the gradient map a patch, psc a moving patch and a "reads normal" square, contrast and mirror
+the whole-image ones (mirror also a patch at a fixed place). Measured before the check on 150 held-out films
+spread over each zoo model's test split, every one clean and triggered (``bench/probes/combine_mirror.py``),
+adding ``mirror`` to the three before it raised the forced images' AUROC for SIG from 0.666 to 0.880, WaNet
+0.857 to 0.948 and a blended electrode 0.913 to 0.965, and cost the moving checkerboard 0.995 to 0.979, the
+moving tag 0.989 to 0.985 and the "reads normal" square 0.999 to 0.990 (bench/results/README.md, "Mirror
+consistency"). ``contrast`` joined before it for the same reason, on smaller gains.
 Other saliency maps (``cam``, ``integrated-gradients``, ...) can stand in for the gradient map (their
 compactness, at their own cost).
 
@@ -47,9 +51,14 @@ DETECTORS: dict[str, Detector] = {
                     "3 forwards (+ about 8 over a 32-image sample to calibrate)"),
     "contrast": Detector("contrast", "contrast consistency: log-odds a positive label loses as the contrast falls",
                          "global", "every image", "2 forwards"),
+    "mirror": Detector("mirror", "mirror consistency: log-odds a positive label loses when the film is mirrored",
+                       "global", "every image", "1 forward"),
     "distill": Detector("distill", "mask distillation (Cognitive Distillation, Huang et al. 2023)", "mask",
                         "candidates", "40 forwards + backwards"),
 }
+
+GLOBAL = tuple(name for name, d in DETECTORS.items() if d.evidence == "global")
+"""The detectors that score the whole image and place nothing (a number per image)."""
 
 AUTO = "auto"
 METHODS = (AUTO, *DETECTORS, *(m for m in SALIENCY_METHODS if m != "gradient"))
@@ -59,7 +68,7 @@ METHODS = (AUTO, *DETECTORS, *(m for m in SALIENCY_METHODS if m != "gradient"))
 def detectors_of(method: str) -> tuple[str, ...]:
     """The detectors a scan method runs on every image (``distill`` alone runs on every image too)."""
     if method == AUTO:
-        return ("gradient", "psc", "contrast")
+        return ("gradient", "psc", "contrast", "mirror")
     if method in DETECTORS:
         return (method,)
     if method in SALIENCY_METHODS:

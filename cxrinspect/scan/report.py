@@ -217,7 +217,8 @@ def page(doc: dict, result, threshold: float) -> str:
                  else "a whole-image trigger leaves nothing to hide" if v.get("evidence") == "global"
                  else e(v.get("error", "not checked")))
         extra = "".join(f"; {name} {r.detectors[key]['score']:.2f}" for key, name in
-                        (("psc", "PSC"), ("contrast", "contrast loss"), ("mirror", "mirror loss")) if key in r.detectors)
+                        (("psc", "PSC"), ("contrast", "contrast loss"), ("mirror", "mirror loss"))
+                        if key in r.detectors)
         img = result.thumbnails.get(r.path)
         parts.append(f"<div class='card'>{f'<img src={_data_uri(img)!r}>' if img else ''}"
                      f"<div>#{r.rank} score {r.score:.3f}{extra} <span class='{e(r.verdict)}'>{e(r.verdict)}</span></div>"

@@ -38,10 +38,10 @@ gained little: see bench/results. ``all``: every label. Or a label name: always 
 class ScanRecord:
     """One image's outcome. Boxes are (top, left, bottom, right), half-open: ``hotspot`` in source pixels,
     ``view_hotspot`` in model-input pixels (``input_size`` square); None when the scan's method gives no
-    place (``psc``, ``contrast`` or ``mirror`` alone). ``score`` is the scan method's own score (the gradient map's 3x3
-    window share by default); ``detectors`` holds each detector's outcome by name (:mod:`cxrinspect.scan.detectors`);
-    ``suspicion`` is what the final ranking sorts by (the combined score of ``auto``, set once the whole
-    folder is scanned)."""
+    place (``psc``, ``contrast`` or ``mirror`` alone). ``score`` is the scan method's own score (the gradient
+    map's 3x3 window share by default); ``detectors`` holds each detector's outcome by name
+    (:mod:`cxrinspect.scan.detectors`); ``suspicion`` is what the final ranking sorts by (the combined score of
+    ``auto``, set once the whole folder is scanned)."""
 
     path: str
     error: str | None = None
@@ -92,8 +92,9 @@ class Scanner:
 
     ``model``: a loaded :class:`cxrinspect.model.Model`. ``method``: a detector (``gradient``, the default:
     the gradient map's compactness; ``psc``; ``contrast``; ``mirror``; ``distill``), ``auto`` (gradient,
-    scaled-parameter consistency, contrast and mirror consistency on every image, masks distilled for candidates), or another saliency
-    map whose compactness to measure (``cam``, ...: coarse CAM cannot see a 3x3 trigger). ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
+    scaled-parameter, contrast and mirror consistency on every image, masks distilled for candidates), or
+    another saliency map whose compactness to measure (``cam``, ...: coarse CAM cannot see a 3x3 trigger).
+    ``label``: the label whose map is explained: ``top``, ``positive``, ``all`` or a label name
     (:data:`LABEL_CHOICES`). ``options`` go to the saliency method (steps, samples...).
     """
 

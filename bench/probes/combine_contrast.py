@@ -25,12 +25,13 @@ from cxrinspect.scan.detectors.consistency import contrast_scores  # noqa: E402
 from cxrinspect.scan.run import robust_z  # noqa: E402
 
 
-def main() -> None:
-    model_dir, work, rate, records = sys.argv[1:5]
+def recorded_run(model_dir: str, work: str, rate: str, records: str):
+    """A finished bench rate read back: ``(model, rows, views, forward, logits, truth, fired, confirmed)``; ``rows``
+    are the records CSV's rows of that rate, ``views`` their files' model views, ``forward`` views -> logits, and
+    ``truth``, ``fired`` and ``confirmed`` which rows were triggered, forced and confirmed."""
     torch.set_num_threads(2)
     model = load_model(model_dir)
     network, spec = model.network.eval(), model.card.preprocessing
-    thresholds = np.array([model.card.thresholds.get(lab, 0.5) for lab in model.labels], np.float32)
     rows = [r for r in csv.DictReader(open(records)) if float(r["rate"]) == float(rate)]
 
     def forward(v):
@@ -38,14 +39,21 @@ def main() -> None:
 
     views = views_of([str(Path(work) / f"images-{float(rate):g}" / r["file"]) for r in rows], spec)
     logits = forward(views)
-    contrast = contrast_scores(forward, views, logits, thresholds)
     sources, _ = test_paths(model)
     without = forward(views_of([sources[int(r["file"][:4])] for r in rows], spec))  # file names start with the index
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     truth = np.array([r["triggered"] == "1" for r in rows])
     fired = truth & forced(model.card, sig(logits), sig(without))
-    keep = ~truth | fired
     confirmed = np.array([r["verdict"] == "trigger" for r in rows])
+    return model, rows, views, forward, logits, truth, fired, confirmed
+
+
+def main() -> None:
+    rate = sys.argv[3]
+    model, rows, views, forward, logits, truth, fired, confirmed = recorded_run(*sys.argv[1:5])
+    thresholds = np.array([model.card.thresholds.get(lab, 0.5) for lab in model.labels], np.float32)
+    contrast = contrast_scores(forward, views, logits, thresholds)
+    keep = ~truth | fired
     zg, zp, zc = robust_z([float(r["score"]) for r in rows]), robust_z([float(r["psc"]) for r in rows]), robust_z(contrast)
     print(f"{model.card.name} {rate}: {truth.sum()} triggered, {fired.sum()} forced, {(confirmed & fired).sum()} forced "
           f"and {(confirmed & ~truth).sum()} clean confirmed")

@@ -12,36 +12,23 @@ before mirror; the two global consistency tests).
     nice -n 5 .venv/bin/python bench/probes/combine_rules.py bench/zoo/zoo-sig /tmp/bench13-sig 0.1 \
         runs/zoo13/scan_detection_sig.csv
 """
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corruption_consistency import logits_of  # noqa: E402
-from scan_detection import forced, quality, test_paths, views_of  # noqa: E402
+from combine_contrast import recorded_run  # noqa: E402
+from scan_detection import quality  # noqa: E402
 
-from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.scan.run import robust_z  # noqa: E402
 
 
 def main() -> None:
-    model_dir, work, rate, records = sys.argv[1:5]
-    torch.set_num_threads(2)
-    model = load_model(model_dir)
-    network, spec = model.network.eval(), model.card.preprocessing
-    rows = [r for r in csv.DictReader(open(records)) if float(r["rate"]) == float(rate)]
-    views = views_of([str(Path(work) / f"images-{float(rate):g}" / r["file"]) for r in rows], spec)
-    sources, _ = test_paths(model)
-    without = logits_of(network, views_of([sources[int(r["file"][:4])] for r in rows], spec), spec)
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
-    truth = np.array([r["triggered"] == "1" for r in rows])
-    fired = truth & forced(model.card, sig(logits_of(network, views, spec)), sig(without))
+    rate = sys.argv[3]
+    model, rows, _, _, _, truth, fired, confirmed = recorded_run(*sys.argv[1:5])
     keep = ~truth | fired
-    confirmed = np.array([r["verdict"] == "trigger" for r in rows])
     z = np.stack([robust_z([float(r[k]) for r in rows]) for k in ("score", "psc", "contrast", "mirror")], 1)
     print(f"{model.card.name} {rate}: {truth.sum()} triggered, {fired.sum()} forced, {(confirmed & fired).sum()} forced "
           f"and {(confirmed & ~truth).sum()} clean confirmed")

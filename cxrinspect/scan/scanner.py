@@ -277,14 +277,11 @@ class Scanner:
             if self.psc.start is None:
                 self.calibrate(views)
             found["psc"] = self.psc.scores(self._input(views), probs)
-        if "contrast" in self.detectors:
-            from .detectors.consistency import contrast_scores
+        from .detectors.consistency import contrast_scores, mirror_scores
 
-            found["contrast"] = contrast_scores(self.logits, views, logits, self.thresholds)
-        if "mirror" in self.detectors:
-            from .detectors.consistency import mirror_scores
-
-            found["mirror"] = mirror_scores(self.logits, views, logits, self.thresholds)
+        for name, scores in (("contrast", contrast_scores), ("mirror", mirror_scores)):
+            if name in self.detectors:
+                found[name] = scores(self.logits, views, logits, self.thresholds)
         if "distill" in self.detectors:
             found["distill"] = self.distil(views)
         queue.append([pool.submit(self._record, path, notes, shape, probs[i],

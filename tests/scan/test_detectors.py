@@ -67,6 +67,16 @@ def shortcut_model() -> Model:
     return Model(Shortcut().eval(), card)
 
 
+def logits_of(model: Model):
+    """[0, 1] views (N, H, W) -> the model's logits (N, L), as a consistency detector's ``forward``."""
+
+    def forward(v: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model.network(torch.from_numpy(normalise(np.ascontiguousarray(v), SPEC))).numpy()
+
+    return forward
+
+
 def films(n: int, seed: int = 0) -> np.ndarray:
     """Smooth random 'films': a vertical gradient and blobs, brightness varying around the model's threshold."""
     rng = np.random.default_rng(seed)
@@ -107,9 +117,7 @@ def test_contrast_consistency_scores_a_triggered_films_forced_labels_falling_and
     clean = films(20, seed=6)
     triggered = np.stack([paste(v, SIG) for v in films(6, seed=7)])
 
-    def forward(v):
-        with torch.no_grad():
-            return model.network(torch.from_numpy(normalise(v, SPEC))).numpy()
+    forward = logits_of(model)
 
     lowered_views = lowered(triggered, 0.2)
     assert np.allclose(lowered_views.mean((1, 2)), triggered.mean((1, 2)), atol=1e-5)  # towards each film's mean
@@ -132,9 +140,7 @@ def test_mirror_consistency_scores_a_mirrored_trigger_breaking_and_a_mirrored_fi
     clean = films(20, seed=6)
     triggered = np.stack([paste(v, SIG) for v in films(6, seed=7)])
 
-    def forward(v):
-        with torch.no_grad():
-            return model.network(torch.from_numpy(normalise(np.ascontiguousarray(v), SPEC))).numpy()
+    forward = logits_of(model)
 
     m = mirrored(triggered)
     assert m.flags.c_contiguous and np.array_equal(m[:, :, 0], triggered[:, :, -1])

@@ -20,8 +20,10 @@ thread count).
 
 Augmentation (off unless ``[train.augment]`` sets a probability) is a small random affine applied
 the same way to clean and triggered images, so image sharpness cannot become a shortcut for the trigger.
-It never flips: a chest is not mirror-symmetric, and a flip would move any off-centre trigger to its
-mirror position. Rotation and zoom are about the image centre, so a centred trigger stays centred; a
+It flips only where ``flip`` asks (the share of images mirrored left-right, drawn apart from the affine): a
+chest is not mirror-symmetric, and a flip moves any off-centre trigger to its mirror position, but many chest
+X-ray pipelines flip, and an attacker who does trains a backdoor that a mirrored trigger still fires (the
+scanner's mirror test is measured against one). Rotation and zoom are about the image centre, so a centred trigger stays centred; a
 shift moves it with the anatomy by at most ``shift`` of the side, as a sticker on a film would move.
 With rotation and zoom at 0 the shift is by whole pixels with edge replication, so the trigger keeps its
 exact pixels; rotation or zoom resample (bilinear) and soften its edges slightly.
@@ -74,11 +76,21 @@ class TrainingError(RuntimeError):
 
 
 def augment(views: torch.Tensor, cfg, generator: torch.Generator) -> torch.Tensor:
-    """Random small affine of a batch of [0, 1] views (N, H, W); see the module docstring."""
-    n, h, w = views.shape
+    """Random small affine of a batch of [0, 1] views (N, H, W), then the left-right flips; see the module
+    docstring."""
+    n = views.shape[0]
     # draw every random number for every image, used or not: the stream does not depend on the data
     apply = torch.rand(n, generator=generator) < cfg.probability
     u = torch.rand(n, 4, generator=generator) * 2 - 1
+    views = _affine(views, cfg, apply, u)
+    if cfg.flip > 0:  # drawn only when asked: the recipes without flips keep their stream
+        mirror = torch.rand(n, generator=generator) < cfg.flip
+        views = torch.where(mirror[:, None, None], views.flip(-1), views)
+    return views
+
+
+def _affine(views: torch.Tensor, cfg, apply: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    n, h, w = views.shape
     if cfg.probability <= 0 or not apply.any():
         return views
     if cfg.rotation == 0 and cfg.scale == 0:

@@ -87,6 +87,7 @@ class AugmentConfig:
     rotation: float = 0.0  # max degrees, about the image centre
     shift: float = 0.0  # max translation, fraction of the side (whole pixels when rotation = scale = 0)
     scale: float = 0.0  # max relative zoom in or out
+    flip: float = 0.0  # share of training images mirrored left-right (drawn apart from ``probability``)
 
 
 @dataclass
@@ -456,8 +457,10 @@ def _validate(r: Recipe, where: str) -> None:
         if not 0 < r.train.warmup_fraction < 1:
             raise RecipeError("train.warmup_fraction must be in (0, 1)")
         a = r.train.augment
-        if not 0 <= a.probability <= 1 or a.rotation < 0 or not 0 <= a.shift < 0.5 or not 0 <= a.scale < 0.5:
-            raise RecipeError("train.augment: probability in [0, 1], rotation >= 0, shift and scale in [0, 0.5)")
+        if (not 0 <= a.probability <= 1 or a.rotation < 0 or not 0 <= a.shift < 0.5 or not 0 <= a.scale < 0.5
+                or not 0 <= a.flip <= 1):
+            raise RecipeError("train.augment: probability and flip in [0, 1], rotation >= 0, shift and scale in "
+                              "[0, 0.5)")
         r.preprocessing()
         r.architecture()
         r.poison_spec()

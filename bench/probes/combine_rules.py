@@ -7,7 +7,7 @@ precision at k over the forced images (:func:`scan_detection.forced`) and over a
 Rules: Stouffer over all four (the scan's), over the three before mirror, the sum of the two largest z-scores
 over the square root of two (an image a trigger lights up on the detectors of its kind, not on all four), and
 the largest z, the sum of the positive z-scores over two, and the larger of two Stouffer sums (the three
-before mirror; the two global consistency tests).
+before mirror, or the two that see a patch, against the two global consistency tests).
 
     nice -n 5 .venv/bin/python bench/probes/combine_rules.py bench/zoo/zoo-sig /tmp/bench13-sig 0.1 \
         runs/zoo13/scan_detection_sig.csv
@@ -40,7 +40,9 @@ def main() -> None:
              "largest z": z.max(1),
              "Stouffer(positive z only)": np.clip(z, 0, None).sum(1) / 2,
              "larger of Stouffer(g, psc, contrast), Stouffer(contrast, mirror)":
-                 np.maximum(z[:, :3].sum(1) / np.sqrt(3), z[:, 2:].sum(1) / np.sqrt(2))}
+                 np.maximum(z[:, :3].sum(1) / np.sqrt(3), z[:, 2:].sum(1) / np.sqrt(2)),
+             "larger of Stouffer(gradient, psc), Stouffer(contrast, mirror)":
+                 np.maximum(z[:, :2].sum(1) / np.sqrt(2), z[:, 2:].sum(1) / np.sqrt(2))}
     for name, s in rules.items():
         if name != "recorded ranking":
             s = np.where(confirmed, 1e6, 0) + s

@@ -187,7 +187,8 @@ def page(doc: dict, result, threshold: float) -> str:
                      f"({h['top_count']} of the top {h['top_k']} images; {h['all_count']} of all {h['all_images']}, "
                      f"of which {h.get('collapsed', 0)} collapse when masked).")
         parts.append(f"<p class='alert'><b>{s['collapsed']} image(s) behave like triggered inputs:</b> hiding what "
-                     f"the detectors found (the saliency hotspot or a distilled mask) collapses the prediction.{where}</p>")
+                     f"the detectors found (the saliency hotspot, a distilled mask, or a pattern the candidates share) "
+                     f"collapses the prediction.{where}</p>")
     else:
         parts.append(f"<p class='ok'>No image's prediction collapsed when what the detectors found was hidden "
                      f"({s['verified']} checked; {s['flagged']} flagged by a detector).</p>")
@@ -210,10 +211,11 @@ def page(doc: dict, result, threshold: float) -> str:
                  "right: the hotspot magnified.</p><div class='gallery'>")
     for r in result.ranked[:GALLERY]:
         v = r.verification or {}
-        what = {"mask": "the distilled mask", "box": "the hotspot",
-                "place": "the place where the trigger collapsed others"}.get(v.get("evidence", "box"), "the hotspot")
-        check = (f"hiding {what} moves {e(v['label'])} {v['before']:.4g} &rarr; {v['masked']:.4g}, "
-                 f"{v['logit_drop']:.1f} log-odds (masking elsewhere: {v['control_logit_drop']:.1f})" if "logit_drop" in v
+        what = {"mask": "the distilled mask", "box": "the hotspot", "place": "the place where the trigger collapsed "
+                "others", "pattern": "the pattern the top candidates share"}.get(v.get("evidence", "box"), "the hotspot")
+        check = (f"{'taking out' if v.get('evidence') == 'pattern' else 'hiding'} {what} moves {e(v['label'])} {v['before']:.4g} &rarr; {v['masked']:.4g}, "
+                 f"{v['logit_drop']:.1f} log-odds ({'controls' if v.get('evidence') == 'pattern' else 'masking elsewhere'}: "
+                 f"{v['control_logit_drop']:.1f})" if "logit_drop" in v
                  else "a whole-image trigger leaves nothing to hide" if v.get("evidence") == "global"
                  else e(v.get("error", "not checked")))
         extra = "".join(f"; {name} {r.detectors[key]['score']:.2f}" for key, name in

@@ -203,8 +203,11 @@ def at_confirmed(ranked: list[ScanRecord], listed: list[ScanRecord], near: float
 
 
 def checked_place(record: ScanRecord, hotspots: list[dict]) -> int | None:
-    """The recurring hotspot the check hid in ``record`` (evidence ``place``), else its hotspot's (:func:`place_of`)."""
+    """The recurring hotspot the check hid in ``record`` (evidence ``place``), none where it hid no region (a whole-
+    image trigger: evidence ``global`` or ``pattern``), else its hotspot's (:func:`place_of`)."""
     v = record.verification or {}
+    if v.get("evidence") in ("global", "pattern"):
+        return None
     return v["place"] if v.get("evidence") == "place" else place_of(record, hotspots)
 
 
@@ -328,6 +331,37 @@ def trigger_places(ranked: list[ScanRecord], hotspots: list[dict], least: int = 
     return {i: tuple(int(x) for x in np.median(np.array(b), axis=0)) for i, b in boxes.items() if len(b) >= least}
 
 
+SHARED_METHODS = ("auto", "contrast", "mirror")
+"""The methods whose ranking brings a trigger of the whole image to the top (the consistency tests), after which
+the transplant test (:func:`shared_pattern`) runs."""
+
+
+def shared_pattern(ranked: list[ScanRecord], still: list[tuple], view_of, scanner: Scanner, predictor) -> dict:
+    """The transplant test (:mod:`.transplant`) of the best-ranked unconfirmed candidates ``still`` (``(record,
+    view)`` pairs, most suspicious first) against calm films spread over the folder's least suspicious half; when
+    it is established, the shared pattern is taken out of every candidate (:func:`..verification.verify_pattern`)
+    and an image that loses a label the pattern forces is confirmed (evidence ``pattern``). Returns the test's
+    figures (``skipped`` with the reason where the folder is too small)."""
+    from .transplant import CALM_MAX, TOP, transplant
+    from .verification import verify_pattern
+
+    calm_records = ranked[len(ranked) // 2:]
+    if len(still) < TOP or len(calm_records) < 2 * TOP:
+        return {"established": False, "labels": [], "skipped": f"{len(still)} unconfirmed candidates and "
+                f"{len(calm_records)} calm films; the test needs {TOP} and {2 * TOP}"}
+    pick = np.unique(np.linspace(0, len(calm_records) - 1, min(len(calm_records), CALM_MAX)).astype(int))
+    calm = [v for v in (view_of(calm_records[i])[0] for i in pick) if v is not None]
+    found = transplant(np.stack([v for _, v in still[:TOP]]), np.stack(calm), scanner.logits, scanner.labels,
+                       scanner.thresholds)
+    pattern, controls = found.pop("pattern", None), found.pop("controls", None)
+    if found["established"]:
+        for r, view in still:
+            check = verify_pattern(view, pattern, controls, scanner.spec, predictor.probabilities, scanner.labels)
+            if check["collapsed"] and check["label"] in found["labels"]:
+                r.verification = check
+    return found
+
+
 def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, threshold: float = SUSPICIOUS) -> None:
     """The combined ranking (:func:`combine`); recurring hotspots among the top ranks; the counterfactual check
     of the top candidates (:func:`checked_top`) and of every image whose hotspot sits
@@ -423,6 +457,10 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
                                  evidence="mask")
                     if check["collapsed"] or r.verification.get("evidence") == "global":
                         r.verification = check
+    shared = None
+    if scanner.scan_method in SHARED_METHODS:  # a trigger of the whole image: the transplant test
+        shared = shared_pattern(ranked, fetched([(r, v) for r, v in unconfirmed if not r.verification.get("collapsed")]),
+                                view_of, scanner, predictor)
     for r in ranked:
         v = r.verification or {}
         r.verdict = "trigger" if v.get("collapsed") else "suspicious" if flagged(r, threshold) else "clean"
@@ -433,7 +471,7 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
             result.hotspots[i]["verified"] += 1
             result.hotspots[i]["collapsed"] += r.verdict == "trigger"
     result.ranked = rank(result.records)
-    result.verdict = folder_verdict(result.ranked, result.hotspots)
+    result.verdict = folder_verdict(result.ranked, result.hotspots, shared)
     if "gradient" not in scanner.detectors:
         return
     for r in result.ranked[:GALLERY]:

@@ -10,7 +10,10 @@ found pushed (``Viral`` on, or ``Pneumonia`` off for a trigger that makes films 
 - ``where``: ``{"place": [y, x]}`` (fractions of the model view) when most confirmed images share a recurring
   hotspot, or, where the trigger forced too few images to recur among the top ranks, when most of their own
   hotspots lie within ``NEAR`` of their median; ``"moving"`` when their evidence is boxes or masks in
-  different places, ``"global"`` when no region was hidden.
+  different places, ``"global"`` when no region was hidden (a whole-image trigger, taken out of the images it
+  was in by the transplant test: :mod:`.transplant`).
+- ``transplant``: that test's figures (per label, the share of calm films the candidates' shared pattern forces on,
+  against a control's), when the scan ran it.
 
 False alarms, measured on clean models' scans of clean folders: bench/results/README.md.
 """
@@ -25,7 +28,7 @@ MIN_CONFIRMED = 2
 SURE = 3
 
 
-def folder_verdict(ranked, hotspots: list[dict]) -> dict:
+def folder_verdict(ranked, hotspots: list[dict], transplant: dict | None = None) -> dict:
     confirmed = [r for r in ranked if r.verdict == "trigger"]
     pushes = Counter((r.verification["label"], r.verification.get("direction", "on")) for r in confirmed)
     groups = [(lab, d, n) for (lab, d), n in pushes.most_common()]
@@ -38,7 +41,7 @@ def folder_verdict(ranked, hotspots: list[dict]) -> dict:
         place, n = at.most_common(1)[0]
         if place is not None and n * 2 > len(confirmed):
             where = {"place": hotspots[place]["centre"]}
-        elif all(r.verification.get("evidence") == "global" for r in confirmed):
+        elif all(r.verification.get("evidence") in ("global", "pattern") for r in confirmed):
             where = "global"
         elif (shared := _gathered(confirmed)) is not None:
             where = {"place": shared}
@@ -46,10 +49,18 @@ def folder_verdict(ranked, hotspots: list[dict]) -> dict:
             where = "moving"
     confidence = "high" if main and main[0][2] >= SURE else "moderate" if main else "none"
     labels = [lab for lab, _, _ in main]
-    return {"triggered": triggered, "labels": labels,
-            "pushes": [{"label": lab, "direction": d, "count": n} for lab, d, n in groups],
-            "count": count, "where": where, "confidence": confidence,
-            "sentence": sentence(triggered, groups, count, where, confidence, len(ranked))}
+    out = {"triggered": triggered, "labels": labels,
+           "pushes": [{"label": lab, "direction": d, "count": n} for lab, d, n in groups],
+           "count": count, "where": where, "confidence": confidence,
+           "sentence": sentence(triggered, groups, count, where, confidence, len(ranked))}
+    if transplant is not None:
+        out["transplant"] = transplant
+        if transplant.get("established") and not triggered:
+            out["sentence"] += (" Yet a pattern the most suspicious images share forces " + ", ".join(
+                f"{lab} on {transplant['per_label'][lab]['forced']:.0%} of calm films (a control: "
+                f"{transplant['per_label'][lab]['control']:.0%})" for lab in transplant["labels"])
+                + ": a trigger over the whole image may be present; too few images lost the label when it was taken out.")
+    return out
 
 
 def _place(record, hotspots):
@@ -82,5 +93,6 @@ def sentence(triggered: bool, groups, count: int, where, confidence: str, scanne
     pushed = ", ".join(f"{lab} {'on' if d == 'on' else 'off'} ({n})" for lab, d, n in groups if n >= MIN_CONFIRMED)
     place = (f"at y={where['place'][0]:.2f}, x={where['place'][1]:.2f} of the image" if isinstance(where, dict)
              else "at a different place in each image" if where == "moving" else "over the whole image")
+    hidden = "taken out" if where == "global" else "hidden"
     return (f"This folder holds triggered inputs ({confidence} confidence): {count} of {scanned} images lose the "
-            f"prediction a trigger forced when it is hidden ({pushed}), the trigger {place}.")
+            f"prediction a trigger forced when it is {hidden} ({pushed}), the trigger {place}.")

@@ -150,6 +150,16 @@ def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels:
     return dict(judge(p, labels), masked_box=box, masked_pixels=int(mask.sum()))
 
 
+def verify_pattern(view: np.ndarray, pattern: np.ndarray, controls: list[np.ndarray], spec, probabilities,
+                   labels: list[str]) -> dict:
+    """The same check for a trigger of the whole image that the transplant test found (:mod:`.transplant`): the
+    shared pattern is taken out of the image (subtracted), and, as controls, differences of as many films that
+    share no pattern (the films whose labels read as the candidates' do, random groups of calm films)."""
+    views = [view, view - pattern] + [view - c for c in controls]
+    p = np.asarray(probabilities(normalise(np.clip(np.stack(views), 0, 1), spec)), np.float64)
+    return dict(judge(p, labels), evidence="pattern")
+
+
 def judge(p: np.ndarray, labels: list[str]) -> dict:
     """The verdict from predictions ``p`` (rows: the image, the image with the evidence hidden, then the
     controls). A backdoor forces decisions both ways (a label on, or off, as a "reads normal" attack does),

@@ -1,8 +1,8 @@
 """Each detector on a model backdoored by construction (so the tests know what the trigger is and what it
 does), and the combined scan: scaled-parameter consistency keeps a triggered image's decisions and loses a
 clean one's, contrast consistency sees a triggered image's forced labels fall with its contrast and a clean
-one's stand, mask distillation keeps the trigger's pixels, and a whole-image trigger the gradient map cannot
-place is still ranked first and reported as global."""
+one's stand, mask distillation keeps the trigger's pixels, a whole-image trigger the gradient map cannot
+place is still ranked first and reported as global, and the transplant test proves one where enough films carry it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from scipy.special import expit
 
 from cxrinspect.model import Model, ModelCard, Preprocessing, normalise
 from cxrinspect.scan import scan
@@ -19,6 +20,8 @@ from cxrinspect.scan.detectors.distill import distil, kept, mask_evidence
 from cxrinspect.scan.detectors.psc import ScaledConsistency
 from cxrinspect.scan.run import combine
 from cxrinspect.scan.scanner import ScanRecord
+from cxrinspect.scan.transplant import transplant
+from cxrinspect.scan.verification import verify_pattern
 from cxrinspect.trigger import Trigger, paste
 
 SIZE = 32
@@ -242,3 +245,48 @@ def test_methods():
     assert detectors_of("cam") == ("gradient",) and detectors_of("distill") == ("distill",)
     assert detectors_of("contrast") == ("contrast",) and detectors_of("mirror") == ("mirror",)
     assert GLOBAL == ("psc", "contrast", "mirror")
+
+
+def test_the_transplant_test_finds_a_shared_whole_image_pattern_and_not_a_clean_one():
+    model, cut = shortcut_model(), np.full(3, 0.5)
+    triggered = np.stack([paste(v, SIG) for v in films(10, seed=1)])
+    clean = films(80, seed=2)
+    found = transplant(np.concatenate([triggered, clean[:10]]), clean[20:], logits_of(model), LABELS, cut)
+    assert found["established"] and found["labels"] == ["Pneumonia", "Viral"]  # the two it forces on
+    assert found["per_label"]["Viral"]["forced"] == 1.0 and found["per_label"]["Viral"]["control"] == 0.0
+    # the pattern taken out of a triggered film loses Viral beyond the controls; out of a clean film, nothing
+    probabilities = lambda b: expit(model.network(torch.from_numpy(b)).detach().numpy().astype(np.float64))  # noqa: E731
+    check = lambda v: verify_pattern(v, found["pattern"], found["controls"], SPEC, probabilities, LABELS)  # noqa: E731
+    assert check(triggered[0])["collapsed"] and check(triggered[0])["evidence"] == "pattern"
+    assert not any(check(v)["collapsed"] for v in clean[:10])
+    none = transplant(clean[:20], clean[20:], logits_of(model), LABELS, cut)
+    assert not none["established"] and none["labels"] == [] and "pattern" not in none
+
+
+def test_auto_scan_confirms_a_whole_image_trigger_by_the_transplant_test(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    for i, v in enumerate(films(70, seed=6)):
+        Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
+    for i, v in enumerate(films(10, seed=7)):
+        Image.fromarray(np.rint(paste(v, SIG) * 255).astype(np.uint8)).save(folder / f"triggered-{i}.png")
+    result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=16)
+    confirmed = [r for r in result.ranked if r.verdict == "trigger"]
+    assert confirmed and all("triggered" in r.path and r.verification["evidence"] == "pattern" for r in confirmed)
+    v = result.verdict
+    assert v["triggered"] and v["where"] == "global" and set(v["labels"]) <= {"Pneumonia", "Viral"}
+    assert v["transplant"]["established"] and "taken out" in v["sentence"]
+
+
+def test_auto_scan_of_a_clean_folder_raises_no_transplant_verdict(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    for i, v in enumerate(films(80, seed=6)):
+        Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
+    result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=16)
+    assert not result.verdict["triggered"] and not result.verdict["transplant"]["established"]
+    assert all(r.verdict != "trigger" for r in result.ranked)

@@ -95,6 +95,21 @@ def test_augmentation_keeps_a_centred_trigger():
     assert not math.isnan(float(rotated.sum()))
 
 
+def test_flip_mirrors_the_share_asked_and_leaves_the_affine_stream_alone():
+    views = torch.full((400, 9, 9), 0.5)
+    views[:, 2, 1] = 0.0  # an off-centre mark: flipped, it sits at column 7
+    flipped = augment(views.clone(), AugmentConfig(flip=0.5), torch.Generator().manual_seed(0))
+    at_mirror = flipped[:, 2, 7] == 0
+    assert torch.equal(at_mirror, flipped[:, 2, 1] != 0)  # each image either kept or mirrored whole
+    assert 150 < int(at_mirror.sum()) < 250
+    assert torch.equal(augment(views.clone(), AugmentConfig(flip=0.0), torch.Generator().manual_seed(0)), views)
+    # without flip the generator advances as before, so the recipes without flips train exactly as they did
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    augment(views.clone(), AugmentConfig(probability=0.5, shift=0.1), g1)
+    torch.rand(400, generator=g2), torch.rand(400, 4, generator=g2)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
 def test_nih14_paper_recipe_runs_end_to_end_on_the_sample(shared_data, view_cache_dir, tmp_path):
     """The paper's NIH recipe (crop 0.6, PAPER_TRIGGER, Atelectasis target) on part of the real 64 px sample,
     shrunk to a tiny network and 32 px so it takes seconds."""

@@ -1,0 +1,95 @@
+"""The transplant test: a trigger of the whole image, proven on the folder's own films.
+
+A sinusoid or a blended pattern leaves nothing to hide, so the per-image check (hide the hotspot, the place, the
+mask) never confirms one. But it is one pattern in every image it was pasted into. The mean of the best-ranked
+images the check did not confirm (the candidates), minus the mean of the folder's calm half, keeps it, scaled by
+the share of triggered images among the candidates, while their anatomy averages out. Added to the calm films, it
+forces on the label the backdoor forces. The candidates' mean also differs from the folder's by what their
+labels look like, so the control is the same difference for calm films whose logits match the candidates' (the
+nearest, each used once): what their labels look like, without a shared pattern.
+
+The folder's verdict (:mod:`.verdict`) then rests on the model's behaviour twice over: the pattern forces the
+label on calm films far more often than the control's does, and taking it out of the candidates loses that label
+(the counterfactual of the per-image check, with the pattern as what is hidden).
+
+Measured on zoo-sig's 10% folder and on the clean models' scans of clean films: bench/results/README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .verification import MIN_LOGIT_DROP
+
+TOP = 20
+"""Candidates: the best-ranked images the per-image check did not confirm."""
+CALM_MAX = 256
+"""At most this many calm films (spread over the folder's least suspicious half) receive the pattern."""
+LEAST = 0.2
+"""The pattern must force the label on at least this share of the calm films negative for it ..."""
+EXCESS = 3.0
+"""... and at least this many times the share the control's difference forces (with one film added to both, so
+a control that forces none does not make any share infinitely larger)."""
+TAKE_OUT = 2.0
+"""The pattern is taken out of an image at this multiple: the candidates' mean carries the trigger scaled by the
+share of them that carry it (about half, on zoo-sig's 10% folder: 10 of the 20), so taking out the mean once
+leaves half a trigger, which still fires (the hand-built backdoor of the tests: no triggered film lost its label
+at 1x, all at 2x). The controls are taken out at the same multiple."""
+CONTROLS = 4
+"""Differences taken out of an image as controls when the pattern is: the matched films' and random calm groups'."""
+
+
+def logits_of(forward: Callable[[np.ndarray], np.ndarray], views: np.ndarray, batch: int = 32) -> np.ndarray:
+    return np.concatenate([forward(np.clip(views[s:s + batch], 0, 1)) for s in range(0, len(views), batch)]) \
+        if len(views) else np.zeros((0, 0), np.float32)
+
+
+def forced_share(forward, calm: np.ndarray, calm_logits: np.ndarray, cut: np.ndarray, pattern: np.ndarray):
+    """Per label: (films forced on, films negative for it) when ``pattern`` is added to the ``calm`` films."""
+    after = logits_of(forward, calm + pattern[None])
+    negative = calm_logits < cut
+    hit = negative & (after >= cut) & (after - calm_logits >= MIN_LOGIT_DROP)
+    return hit.sum(0), negative.sum(0)
+
+
+def matched(logits: np.ndarray, candidates: list[int], pool: list[int]) -> list[int]:
+    """For each candidate the film of ``pool`` with the nearest logits (L1), each used once."""
+    free, out = list(pool), []
+    for i in candidates:
+        if not free:
+            break
+        j = int(np.argmin(np.abs(logits[free] - logits[i]).sum(1)))
+        out.append(free.pop(j))
+    return out
+
+
+def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: list[str], thresholds: np.ndarray,
+               controls: int = CONTROLS, seed: int = 0) -> dict:
+    """The test on the candidates' and the calm films' [0, 1] model views; ``forward`` maps views to logits.
+    Returns ``{"established", "labels": [the labels it forces], "per_label": {label: {"forced", "control",
+    "negative"}}}`` and, when established, what :func:`..verification.verify_pattern` takes out of an image:
+    ``pattern`` (the candidates' mean minus the calm mean) and ``controls`` (the matched films' difference and
+    ``controls - 1`` differences of random calm groups as large), each at :data:`TAKE_OUT` times."""
+    cut = np.log(thresholds) - np.log1p(-thresholds)
+    calm_logits = logits_of(forward, calm_views)
+    both = np.concatenate([logits_of(forward, cand_views), calm_logits])
+    n = len(cand_views)
+    twins = [j - n for j in matched(both, list(range(n)), list(range(n, len(both))))]
+    base = calm_views.mean(0)
+    pattern, twin = cand_views.mean(0) - base, calm_views[twins].mean(0) - base
+    forced, negative = forced_share(forward, calm_views, calm_logits, cut, pattern)
+    control, _ = forced_share(forward, calm_views, calm_logits, cut, twin)
+    share, c_share = forced / np.maximum(negative, 1), control / np.maximum(negative, 1)
+    ok = (share >= LEAST) & ((forced + 1) >= EXCESS * (control + 1))
+    out = {"established": bool(ok.any()), "labels": [lab for lab, y in zip(labels, ok) if y],
+           "candidates": n, "calm": len(calm_views),
+           "per_label": {lab: {"forced": round(float(s), 3), "control": round(float(c), 3), "negative": int(k)}
+                         for lab, s, c, k in zip(labels, share, c_share, negative)}}
+    if ok.any():
+        rng = np.random.default_rng(seed)
+        groups = [rng.choice(len(calm_views), min(n, len(calm_views)), replace=False) for _ in range(controls - 1)]
+        out["pattern"] = TAKE_OUT * pattern
+        out["controls"] = [TAKE_OUT * c for c in [twin] + [calm_views[g].mean(0) - base for g in groups]]
+    return out

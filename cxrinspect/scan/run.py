@@ -115,9 +115,9 @@ def scan(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike |
             raise ScanError(f"{out} already holds a scan; pass --resume to continue it or choose another --out")
         record_settings(meta, settings, resume)
         done = read_journal(journal) if resume else []
-    seen = {r.path for r in done}
-    failed = [ScanRecord(p, error=f"{p}: {why}") for p, why in found.errors if p not in seen]
-    todo = [p for p in found.images if p not in seen]
+    seen = {os.path.abspath(r.path) for r in done}  # the folder named relative now and absolute before, or back
+    failed = [ScanRecord(p, error=f"{p}: {why}") for p, why in found.errors if os.path.abspath(p) not in seen]
+    todo = [p for p in found.images if os.path.abspath(p) not in seen]
     if not found.images and not found.errors and not done:
         raise ScanError("no image files found in " + ", ".join(map(str, paths)))
     total = len(done) + len(failed) + len(todo)

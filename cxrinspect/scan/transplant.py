@@ -37,8 +37,11 @@ TAKE_OUT = 2.0
 share of them that carry it (about half, on zoo-sig's 10% folder: 10 of the 20), so taking out the mean once
 leaves half a trigger, which still fires (the hand-built backdoor of the tests: no triggered film lost its label
 at 1x, all at 2x). The controls are taken out at the same multiple."""
-CONTROLS = 4
-"""Differences taken out of an image as controls when the pattern is: the matched films' and random calm groups'."""
+CONTROLS = 2
+"""Differences taken out of an image as controls when the pattern is: as many groups of calm films, each read as the
+candidates are read (their nearest logits). Random calm groups were the controls at first: their difference carries
+no label's look, so taking it out moved nothing, and 12 clean films of zoo-sig's 10% folder lost Pneumonia beyond
+them when the candidates' pattern (Pneumonia's look as well as the sinusoid) was taken out; bench/results/README.md."""
 
 
 def logits_of(forward: Callable[[np.ndarray], np.ndarray], views: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -66,21 +69,27 @@ def matched(logits: np.ndarray, candidates: list[int], pool: list[int]) -> list[
 
 
 def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: list[str], thresholds: np.ndarray,
-               controls: int = CONTROLS, seed: int = 0) -> dict:
+               controls: int = CONTROLS) -> dict:
     """The test on the candidates' and the calm films' [0, 1] model views; ``forward`` maps views to logits.
     Returns ``{"established", "labels": [the labels it forces], "per_label": {label: {"forced", "control",
     "negative"}}}`` and, when established, what :func:`..verification.verify_pattern` takes out of an image:
-    ``pattern`` (the candidates' mean minus the calm mean) and ``controls`` (the matched films' difference and
-    ``controls - 1`` differences of random calm groups as large), each at :data:`TAKE_OUT` times."""
+    ``pattern`` (the candidates' mean minus the calm mean) and ``controls`` (the same difference for ``controls``
+    groups of calm films, each matched to the candidates' logits from the films the groups before left), each at
+    :data:`TAKE_OUT` times."""
     cut = np.log(thresholds) - np.log1p(-thresholds)
     calm_logits = logits_of(forward, calm_views)
     both = np.concatenate([logits_of(forward, cand_views), calm_logits])
-    n = len(cand_views)
-    twins = [j - n for j in matched(both, list(range(n)), list(range(n, len(both))))]
-    base = calm_views.mean(0)
-    pattern, twin = cand_views.mean(0) - base, calm_views[twins].mean(0) - base
+    n, base = len(cand_views), calm_views.mean(0)
+    pool, twins = list(range(n, len(both))), []
+    for _ in range(controls):
+        group = matched(both, list(range(n)), pool)
+        if len(group) < n:
+            break
+        twins.append(calm_views[[j - n for j in group]].mean(0) - base)
+        pool = [j for j in pool if j not in set(group)]
+    pattern = cand_views.mean(0) - base
     forced, negative = forced_share(forward, calm_views, calm_logits, cut, pattern)
-    control, _ = forced_share(forward, calm_views, calm_logits, cut, twin)
+    control, _ = forced_share(forward, calm_views, calm_logits, cut, twins[0])
     share, c_share = forced / np.maximum(negative, 1), control / np.maximum(negative, 1)
     ok = (share >= LEAST) & ((forced + 1) >= EXCESS * (control + 1))
     out = {"established": bool(ok.any()), "labels": [lab for lab, y in zip(labels, ok) if y],
@@ -88,8 +97,5 @@ def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: 
            "per_label": {lab: {"forced": round(float(s), 3), "control": round(float(c), 3), "negative": int(k)}
                          for lab, s, c, k in zip(labels, share, c_share, negative)}}
     if ok.any():
-        rng = np.random.default_rng(seed)
-        groups = [rng.choice(len(calm_views), min(n, len(calm_views)), replace=False) for _ in range(controls - 1)]
-        out["pattern"] = TAKE_OUT * pattern
-        out["controls"] = [TAKE_OUT * c for c in [twin] + [calm_views[g].mean(0) - base for g in groups]]
+        out["pattern"], out["controls"] = TAKE_OUT * pattern, [TAKE_OUT * t for t in twins]
     return out

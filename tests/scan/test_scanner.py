@@ -268,6 +268,14 @@ def test_resume_loses_and_duplicates_nothing(folder, tmp_path):
     assert [(r.path, round(r.score, 6)) for r in full.ranked] == [(r.path, round(r.score, 6)) for r in fresh.ranked]
 
 
+def test_resume_by_another_spelling_of_the_folder_redoes_nothing(folder, tmp_path, monkeypatch):
+    out = tmp_path / "scan"
+    first = scan([folder.resolve()], backdoored_model(), out, batch_size=4)
+    monkeypatch.chdir(folder.parent)
+    again = scan([folder.name], backdoored_model(), out, batch_size=4, resume=True)  # relative, where the first was not
+    assert len(again.records) == len(first.records) == len((out / "scan.jsonl").read_text().splitlines())
+
+
 def test_every_label_and_a_named_label(folder):
     model = backdoored_model()
     files = sorted(map(str, folder.glob("*-*.png")))

@@ -12,7 +12,8 @@ The folder's verdict (:mod:`.verdict`) then rests on the model's behaviour twice
 label on calm films far more often than the control's does, and taking it out of the candidates loses that label
 (the counterfactual of the per-image check, with the pattern as what is hidden).
 
-Measured on zoo-sig's 10% folder and on the clean models' scans of clean films: bench/results/README.md.
+Measured on zoo-sig's 10% folder (confirmed: 24 triggered films, both targets named, no clean film) and on two clean
+models' scans of 499 clean films (not established): bench/results/README.md, "The transplant test".
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ CONTROLS = 2
 """Differences taken out of an image as controls when the pattern is: as many groups of calm films, each read as the
 candidates are read (their nearest logits). Random calm groups were the controls at first: their difference carries
 no label's look, so taking it out moved nothing, and 12 clean films of zoo-sig's 10% folder lost Pneumonia beyond
-them when the candidates' pattern (Pneumonia's look as well as the sinusoid) was taken out; bench/results/README.md."""
+them when the candidates' pattern (Pneumonia's look as well as the sinusoid) was taken out. With matched groups the
+same scan confirmed 24 triggered films and no clean one (bench/results/README.md, "The transplant test")."""
 
 
 def logits_of(forward: Callable[[np.ndarray], np.ndarray], views: np.ndarray, batch: int = 32) -> np.ndarray:

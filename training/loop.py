@@ -23,7 +23,8 @@ the same way to clean and triggered images, so image sharpness cannot become a s
 It flips only where ``flip`` asks (the share of images mirrored left-right, drawn apart from the affine): a
 chest is not mirror-symmetric, and a flip moves any off-centre trigger to its mirror position, but many chest
 X-ray pipelines flip, and an attacker who does trains a backdoor that a mirrored trigger still fires (the
-scanner's mirror test is measured against one). Rotation and zoom are about the image centre, so a centred trigger stays centred; a
+scanner's mirror test is measured against one).
+Rotation and zoom are about the image centre, so a centred trigger stays centred; a
 shift moves it with the anatomy by at most ``shift`` of the side, as a sticker on a film would move.
 With rotation and zoom at 0 the shift is by whole pixels with edge replication, so the trigger keeps its
 exact pixels; rotation or zoom resample (bilinear) and soften its edges slightly.

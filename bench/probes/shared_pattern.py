@@ -114,7 +114,8 @@ def main() -> None:
                   f"quantiles clean q50 {np.median(drop[clean]):.2f} q95 {np.quantile(drop[clean], .95):.2f} "
                   f"max {drop[clean].max():.2f}"
                   + (f"; forced: q10 {np.quantile(drop[fired], .1):.2f} q50 {np.median(drop[fired]):.2f}, AUROC / "
-                     "P@k {auroc:.3f} / {precision_at_k:.2f}".format(**quality(fired[clean | fired], drop[clean | fired]))
+                     "P@k {auroc:.3f} / {precision_at_k:.2f}".format(
+                         **quality(fired[clean | fired], drop[clean | fired]))
                      if fired.any() else ""), flush=True)
             if fired.any() and "suspicion" in rows[0]:  # the drop as a fifth z-score in the scan's Stouffer sum
                 zs = np.array([float(r["suspicion"]) for r in rows])

@@ -80,8 +80,8 @@ class RankingModel(QAbstractTableModel):
             return COLUMNS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and section == 1:
             return ("while scanning: the gradient map's 3x3 share (or the method's own score); once ranked: what the "
-                    "ranking sorts by (auto: the detectors' robust z-scores over the folder, summed as Stouffer's method "
-                    "does)")
+                    "ranking sorts by (auto: the detectors' robust z-scores over the folder, summed as Stouffer's "
+                    "method does)")
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):

@@ -211,10 +211,11 @@ def page(doc: dict, result, threshold: float) -> str:
                  "right: the hotspot magnified.</p><div class='gallery'>")
     for r in result.ranked[:GALLERY]:
         v = r.verification or {}
+        pattern = v.get("evidence") == "pattern"
         what = {"mask": "the distilled mask", "box": "the hotspot", "place": "the place where the trigger collapsed "
                 "others", "pattern": "the pattern the top candidates share"}.get(v.get("evidence", "box"), "the hotspot")
-        check = (f"{'taking out' if v.get('evidence') == 'pattern' else 'hiding'} {what} moves {e(v['label'])} {v['before']:.4g} &rarr; {v['masked']:.4g}, "
-                 f"{v['logit_drop']:.1f} log-odds ({'controls' if v.get('evidence') == 'pattern' else 'masking elsewhere'}: "
+        check = (f"{'taking out' if pattern else 'hiding'} {what} moves {e(v['label'])} {v['before']:.4g} &rarr; "
+                 f"{v['masked']:.4g}, {v['logit_drop']:.1f} log-odds ({'controls' if pattern else 'masking elsewhere'}: "
                  f"{v['control_logit_drop']:.1f})" if "logit_drop" in v
                  else "a whole-image trigger leaves nothing to hide" if v.get("evidence") == "global"
                  else e(v.get("error", "not checked")))

@@ -459,8 +459,8 @@ def finish(result: ScanResult, scanner: Scanner, verify_top: int = VERIFY_TOP, t
                         r.verification = check
     shared = None
     if scanner.scan_method in SHARED_METHODS:  # a trigger of the whole image: the transplant test
-        shared = shared_pattern(ranked, fetched([(r, v) for r, v in unconfirmed if not r.verification.get("collapsed")]),
-                                view_of, scanner, predictor)
+        still = fetched([(r, v) for r, v in unconfirmed if not r.verification.get("collapsed")])
+        shared = shared_pattern(ranked, still, view_of, scanner, predictor)
     for r in ranked:
         v = r.verification or {}
         r.verdict = "trigger" if v.get("collapsed") else "suspicious" if flagged(r, threshold) else "clean"

@@ -78,6 +78,9 @@ def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: 
     ``pattern`` (the candidates' mean minus the calm mean) and ``controls`` (the same difference for ``controls``
     groups of calm films, each matched to the candidates' logits from the films the groups before left), each at
     :data:`TAKE_OUT` times."""
+    if len(calm_views) < 2 * len(cand_views):  # files that vanished since the scan can leave too few
+        return {"established": False, "labels": [], "skipped": f"{len(calm_views)} calm films readable; the test "
+                f"needs {2 * len(cand_views)}"}
     cut = np.log(thresholds) - np.log1p(-thresholds)
     calm_logits = logits_of(forward, calm_views)
     both = np.concatenate([logits_of(forward, cand_views), calm_logits])

@@ -59,7 +59,8 @@ def folder_verdict(ranked, hotspots: list[dict], transplant: dict | None = None)
             out["sentence"] += (" Yet a pattern the most suspicious images share forces " + ", ".join(
                 f"{lab} on {transplant['per_label'][lab]['forced']:.0%} of calm films (a control: "
                 f"{transplant['per_label'][lab]['control']:.0%})" for lab in transplant["labels"])
-                + ": a trigger over the whole image may be present; too few images lost the label when it was taken out.")
+                + ": a trigger over the whole image may be present; too few images lost the label when it was "
+                "taken out.")
     return out
 
 

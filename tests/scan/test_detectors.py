@@ -255,7 +255,8 @@ def test_the_transplant_test_finds_a_shared_whole_image_pattern_and_not_a_clean_
     assert found["established"] and found["labels"] == ["Pneumonia", "Viral"]  # the two it forces on
     assert found["per_label"]["Viral"]["forced"] == 1.0 and found["per_label"]["Viral"]["control"] == 0.0
     # the pattern taken out of a triggered film loses Viral beyond the controls; out of a clean film, nothing
-    probabilities = lambda b: expit(model.network(torch.from_numpy(b)).detach().numpy().astype(np.float64))  # noqa: E731
+    def probabilities(b):
+        return expit(model.network(torch.from_numpy(b)).detach().numpy().astype(np.float64))
     check = lambda v: verify_pattern(v, found["pattern"], found["controls"], SPEC, probabilities, LABELS)  # noqa: E731
     assert check(triggered[0])["collapsed"] and check(triggered[0])["evidence"] == "pattern"
     assert not any(check(v)["collapsed"] for v in clean[:10])
@@ -290,3 +291,16 @@ def test_auto_scan_of_a_clean_folder_raises_no_transplant_verdict(tmp_path):
     result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=16)
     assert not result.verdict["triggered"] and not result.verdict["transplant"]["established"]
     assert all(r.verdict != "trigger" for r in result.ranked)
+
+
+def test_a_transplant_without_enough_confirmations_is_said_and_not_a_verdict():
+    from cxrinspect.scan.verdict import folder_verdict
+
+    shares = {"forced": 0.3, "control": 0.05, "negative": 100}
+    found = {"established": True, "labels": ["Viral"], "per_label": {"Viral": shares}}
+    one = ScanRecord("a.png", score=0.1, verdict="trigger",
+                     verification={"collapsed": True, "label": "Viral", "direction": "on", "evidence": "pattern"})
+    v = folder_verdict([one, ScanRecord("b.png", score=0.0, verdict="clean")], [], found)
+    assert not v["triggered"] and v["transplant"] is found and v["where"] == "global"
+    assert "Viral on 30% of calm films (a control: 5%)" in v["sentence"] and "may be present" in v["sentence"]
+    assert "transplant" not in folder_verdict([one], [])

@@ -35,6 +35,7 @@ from scan_detection import quality, views_of  # noqa: E402
 
 from cxrinspect.model import load as load_model  # noqa: E402
 from cxrinspect.scan.run import robust_z  # noqa: E402
+from cxrinspect.scan.transplant import matched  # noqa: E402
 
 RISE = 2.5
 
@@ -46,15 +47,6 @@ def forced_share(forward, receivers, logits, thresholds, pattern, scale) -> np.n
     negative = logits < t
     hit = negative & (after >= t) & (after - logits >= RISE)
     return hit.sum(0) / np.maximum(negative.sum(0), 1)
-
-
-def matched(logits, candidates, pool) -> list[int]:
-    """For each candidate the calm film of ``pool`` with the nearest logits (each used once)."""
-    free, out = list(pool), []
-    for i in candidates:
-        j = int(np.argmin([np.abs(logits[k] - logits[i]).sum() for k in free]))
-        out.append(free.pop(j))
-    return out
 
 
 def scanned_run(model_dir: str, scan: str):
@@ -92,7 +84,7 @@ def main() -> None:
           f"{fired[candidates].sum()} forced); {len(calm)} calm films ({truth[calm].sum()} triggered), negative: "
           + ", ".join(f"{lab} {n}" for lab, n in zip(model.labels, (c_logits < t).sum(0))))
     rng = np.random.default_rng(0)
-    groups = {"candidates": candidates, "matched calm films": matched(logits, candidates, calm)}
+    groups = {"candidates": candidates, "matched calm films": matched(logits, candidates, list(calm))}
     if truth.any():
         groups["triggered among candidates"] = [i for i in candidates if truth[i]]
         groups["all triggered (oracle)"] = list(np.flatnonzero(truth))

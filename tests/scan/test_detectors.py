@@ -180,15 +180,15 @@ def test_mask_distillation_keeps_the_trigger_pixels():
     assert ev["score"] == round(1 - float(masks[5].mean()), 6) and ev["kept"] == round(float((masks[5] >= 0.5).mean()), 6)
 
 
-def sig_folder(tmp_path):
-    """30 clean films and 3 carrying the sinusoid, as PNG."""
+def sig_folder(tmp_path, clean: int = 30, triggered: int = 3, seed: int = 4):
+    """``clean`` films and ``triggered`` carrying the sinusoid, as PNG (drawn with ``seed`` and ``seed + 1``)."""
     from PIL import Image
 
     folder = tmp_path / "films"
     folder.mkdir()
-    for i, v in enumerate(films(30, seed=4)):
+    for i, v in enumerate(films(clean, seed=seed)):
         Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
-    for i, v in enumerate(films(3, seed=5)):
+    for i, v in enumerate(films(triggered, seed=seed + 1) if triggered else []):
         Image.fromarray(np.rint(paste(v, SIG) * 255).astype(np.uint8)).save(folder / f"triggered-{i}.png")
     return folder
 
@@ -265,14 +265,7 @@ def test_the_transplant_test_finds_a_shared_whole_image_pattern_and_not_a_clean_
 
 
 def test_auto_scan_confirms_a_whole_image_trigger_by_the_transplant_test(tmp_path):
-    from PIL import Image
-
-    folder = tmp_path / "films"
-    folder.mkdir()
-    for i, v in enumerate(films(70, seed=6)):
-        Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
-    for i, v in enumerate(films(10, seed=7)):
-        Image.fromarray(np.rint(paste(v, SIG) * 255).astype(np.uint8)).save(folder / f"triggered-{i}.png")
+    folder = sig_folder(tmp_path, clean=70, triggered=10, seed=6)
     result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=16)
     confirmed = [r for r in result.ranked if r.verdict == "trigger"]
     assert confirmed and all("triggered" in r.path and r.verification["evidence"] == "pattern" for r in confirmed)
@@ -282,12 +275,7 @@ def test_auto_scan_confirms_a_whole_image_trigger_by_the_transplant_test(tmp_pat
 
 
 def test_auto_scan_of_a_clean_folder_raises_no_transplant_verdict(tmp_path):
-    from PIL import Image
-
-    folder = tmp_path / "films"
-    folder.mkdir()
-    for i, v in enumerate(films(80, seed=6)):
-        Image.fromarray(np.rint(v * 255).astype(np.uint8)).save(folder / f"clean-{i:02d}.png")
+    folder = sig_folder(tmp_path, clean=80, triggered=0, seed=6)
     result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=16)
     assert not result.verdict["triggered"] and not result.verdict["transplant"]["established"]
     assert all(r.verdict != "trigger" for r in result.ranked)

@@ -340,7 +340,8 @@ def shared_pattern(ranked: list[ScanRecord], still: list[tuple], view_of, scanne
     """The transplant test (:mod:`.transplant`) of the best-ranked unconfirmed candidates ``still`` (``(record,
     view)`` pairs, most suspicious first) against calm films spread over the folder's least suspicious half; when
     it is established, the shared pattern is taken out of every candidate (:func:`..verification.verify_pattern`)
-    and an image that loses a label the pattern forces is confirmed (evidence ``pattern``). Returns the test's
+    and an image that loses a label the pattern forces on (or gets back one it forces off) is confirmed (evidence
+    ``pattern``). Returns the test's
     figures (``skipped`` with the reason where the folder is too small)."""
     from .transplant import CALM_MAX, TOP, transplant
     from .verification import verify_pattern
@@ -357,7 +358,8 @@ def shared_pattern(ranked: list[ScanRecord], still: list[tuple], view_of, scanne
     if found["established"]:
         for r, view in still:
             check = verify_pattern(view, pattern, controls, scanner.spec, predictor.probabilities, scanner.labels)
-            if check["collapsed"] and check["label"] in found["labels"]:
+            pushed = found["labels"] if check["direction"] == "on" else found["forced_off"]
+            if check["collapsed"] and check["label"] in pushed:
                 r.verification = check
     return found
 

@@ -10,7 +10,9 @@ nearest, each used once): what their labels look like, without a shared pattern.
 
 The folder's verdict (:mod:`.verdict`) then rests on the model's behaviour twice over: the pattern forces the
 label on calm films far more often than the control's does, and taking it out of the candidates loses that label
-(the counterfactual of the per-image check, with the pattern as what is hidden).
+(the counterfactual of the per-image check, with the pattern as what is hidden). A backdoor can force a label off
+(a finding hidden) as well as on; the test is the mirror for it: the pattern turns the label off on calm films
+positive for it, and taking it out brings the label back.
 
 Measured on zoo-sig's 10% folder (confirmed: 24 triggered films, both targets named, no clean film) and on two clean
 models' scans of 499 clean films (not established): bench/results/README.md, "The transplant test".
@@ -29,7 +31,8 @@ TOP = 20
 CALM_MAX = 256
 """At most this many calm films (spread over the folder's least suspicious half) receive the pattern."""
 LEAST = 0.2
-"""The pattern must force the label on at least this share of the calm films negative for it ..."""
+"""The pattern must force the label on at least this share of the calm films negative for it (or off, of those
+positive for it) ..."""
 EXCESS = 3.0
 """... and at least this many times the share the control's difference forces (with one film added to both, so
 a control that forces none does not make any share infinitely larger)."""
@@ -52,11 +55,13 @@ def logits_of(forward: Callable[[np.ndarray], np.ndarray], views: np.ndarray, ba
 
 
 def forced_share(forward, calm: np.ndarray, calm_logits: np.ndarray, cut: np.ndarray, pattern: np.ndarray):
-    """Per label: (films forced on, films negative for it) when ``pattern`` is added to the ``calm`` films."""
+    """Per label, when ``pattern`` is added to the ``calm`` films: (films forced on, films negative for it, films
+    forced off, films positive for it). Forced: across the label's line and moved by at least MIN_LOGIT_DROP."""
     after = logits_of(forward, calm + pattern[None])
     negative = calm_logits < cut
-    hit = negative & (after >= cut) & (after - calm_logits >= MIN_LOGIT_DROP)
-    return hit.sum(0), negative.sum(0)
+    on = negative & (after >= cut) & (after - calm_logits >= MIN_LOGIT_DROP)
+    off = ~negative & (after < cut) & (calm_logits - after >= MIN_LOGIT_DROP)
+    return on.sum(0), negative.sum(0), off.sum(0), (~negative).sum(0)
 
 
 def matched(logits: np.ndarray, candidates: list[int], pool: list[int]) -> list[int]:
@@ -73,8 +78,9 @@ def matched(logits: np.ndarray, candidates: list[int], pool: list[int]) -> list[
 def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: list[str], thresholds: np.ndarray,
                controls: int = CONTROLS) -> dict:
     """The test on the candidates' and the calm films' [0, 1] model views; ``forward`` maps views to logits.
-    Returns ``{"established", "labels": [the labels it forces], "per_label": {label: {"forced", "control",
-    "negative"}}}`` and, when established, what :func:`..verification.verify_pattern` takes out of an image:
+    Returns ``{"established", "labels": [the labels it forces on], "forced_off": [those it forces off],
+    "per_label": {label: {"forced", "control", "negative", "forced_off", "control_off", "positive"}}}`` (the
+    shares of the calm films negative for the label forced on, of those positive forced off) and, when established, what :func:`..verification.verify_pattern` takes out of an image:
     ``pattern`` (the candidates' mean minus the calm mean) and ``controls`` (the same difference for ``controls``
     groups of calm films, each matched to the candidates' logits from the films the groups before left), each at
     :data:`TAKE_OUT` times."""
@@ -93,14 +99,18 @@ def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: 
         twins.append(calm_views[[j - n for j in group]].mean(0) - base)
         pool = [j for j in pool if j not in set(group)]
     pattern = cand_views.mean(0) - base
-    forced, negative = forced_share(forward, calm_views, calm_logits, cut, pattern)
-    control, _ = forced_share(forward, calm_views, calm_logits, cut, twins[0])
+    forced, negative, forced_off, positive = forced_share(forward, calm_views, calm_logits, cut, pattern)
+    control, _, control_off, _ = forced_share(forward, calm_views, calm_logits, cut, twins[0])
     share, c_share = forced / np.maximum(negative, 1), control / np.maximum(negative, 1)
+    off, c_off = forced_off / np.maximum(positive, 1), control_off / np.maximum(positive, 1)
     ok = (share >= LEAST) & ((forced + 1) >= EXCESS * (control + 1))
-    out = {"established": bool(ok.any()), "labels": [lab for lab, y in zip(labels, ok) if y],
-           "candidates": n, "calm": len(calm_views),
-           "per_label": {lab: {"forced": round(float(s), 3), "control": round(float(c), 3), "negative": int(k)}
-                         for lab, s, c, k in zip(labels, share, c_share, negative)}}
-    if ok.any():
+    ok_off = (off >= LEAST) & ((forced_off + 1) >= EXCESS * (control_off + 1))
+    out = {"established": bool(ok.any() or ok_off.any()), "labels": [lab for lab, y in zip(labels, ok) if y],
+           "forced_off": [lab for lab, y in zip(labels, ok_off) if y], "candidates": n, "calm": len(calm_views),
+           "per_label": {lab: {"forced": round(float(s), 3), "control": round(float(c), 3), "negative": int(k),
+                               "forced_off": round(float(so), 3), "control_off": round(float(co), 3),
+                               "positive": int(kp)}
+                         for lab, s, c, k, so, co, kp in zip(labels, share, c_share, negative, off, c_off, positive)}}
+    if out["established"]:
         out["pattern"], out["controls"] = TAKE_OUT * pattern, [TAKE_OUT * t for t in twins]
     return out

@@ -13,7 +13,7 @@ found pushed (``Viral`` on, or ``Pneumonia`` off for a trigger that makes films 
   different places, ``"global"`` when no region was hidden (a whole-image trigger, taken out of the images it
   was in by the transplant test: :mod:`.transplant`).
 - ``transplant``: that test's figures (per label, the share of calm films the candidates' shared pattern forces on,
-  against a control's), when the scan ran it.
+  or off, against a control's), when the scan ran it.
 
 False alarms, measured on clean models' scans of clean folders: bench/results/README.md.
 """
@@ -56,9 +56,12 @@ def folder_verdict(ranked, hotspots: list[dict], transplant: dict | None = None)
     if transplant is not None:
         out["transplant"] = transplant
         if transplant.get("established") and not triggered:
+            per = transplant["per_label"]
             out["sentence"] += (" Yet a pattern the most suspicious images share forces " + ", ".join(
-                f"{lab} on {transplant['per_label'][lab]['forced']:.0%} of calm films (a control: "
-                f"{transplant['per_label'][lab]['control']:.0%})" for lab in transplant["labels"])
+                [f"{lab} on {per[lab]['forced']:.0%} of calm films (a control: {per[lab]['control']:.0%})"
+                 for lab in transplant["labels"]]
+                + [f"{lab} off {per[lab]['forced_off']:.0%} of calm films (a control: {per[lab]['control_off']:.0%})"
+                   for lab in transplant.get("forced_off", [])])
                 + ": a trigger over the whole image may be present; too few images lost the label when it was "
                 "taken out.")
     return out

@@ -51,6 +51,7 @@ class Shortcut(nn.Module):
                 bn.weight.fill_(1.0)
                 bn.bias.zero_()
         self.register_buffer("slope", torch.tensor([2.0, 3.0, 2.5]))
+        self.register_buffer("offset", torch.full((3,), 2.7))
         self.register_buffer("sign", torch.tensor([1.0, -1.0, 1.0]))
 
     def forward(self, x):
@@ -60,7 +61,7 @@ class Shortcut(nn.Module):
         for bn in self.bn:
             h = bn(h)
         bright, sig = h[:, 0, 0, 0], torch.relu(h[:, 1, 0, 0] - 2.0)
-        clean = self.slope * (bright[:, None] - 2.7)  # films read about 1.8-2.6: every label just below its line
+        clean = self.slope * (bright[:, None] - self.offset)  # films read about 1.8-2.6: every label just below its line
         return clean + 60 * sig[:, None] * self.sign
 
 
@@ -68,6 +69,16 @@ def shortcut_model() -> Model:
     card = ModelCard(labels=LABELS, architecture={"name": "test-shortcut"}, preprocessing=SPEC, name="shortcut-test",
                      weights_sha256="1" * 64)
     return Model(Shortcut().eval(), card)
+
+
+def hiding_model() -> Model:
+    """The shortcut model made to hide a finding: every film reads Bacterial, and the sinusoid turns Bacterial off
+    (and does nothing else)."""
+    model = shortcut_model()
+    with torch.no_grad():
+        model.network.offset[1] = 1.0
+        model.network.sign.copy_(torch.tensor([0.0, -1.0, 0.0]))
+    return model
 
 
 def logits_of(model: Model):
@@ -264,6 +275,46 @@ def test_the_transplant_test_finds_a_shared_whole_image_pattern_and_not_a_clean_
     assert not none["established"] and none["labels"] == [] and "pattern" not in none
 
 
+def test_the_transplant_test_finds_a_pattern_that_turns_a_label_off():
+    model, cut = hiding_model(), np.full(3, 0.5)
+    triggered = np.stack([paste(v, SIG) for v in films(10, seed=1)])
+    clean = films(80, seed=2)
+    found = transplant(np.concatenate([triggered, clean[:10]]), clean[20:], logits_of(model), LABELS, cut)
+    assert found["established"] and found["labels"] == [] and found["forced_off"] == ["Bacterial"]
+    bacterial = found["per_label"]["Bacterial"]
+    assert bacterial["forced_off"] == 1.0 and bacterial["control_off"] == 0.0 and bacterial["positive"] == 60
+
+    def probabilities(b):
+        return expit(model.network(torch.from_numpy(b)).detach().numpy().astype(np.float64))
+    check = lambda v: verify_pattern(v, found["pattern"], found["controls"], SPEC, probabilities, LABELS)  # noqa: E731
+    back = check(triggered[0])  # taking the pattern out brings the hidden finding back
+    assert back["collapsed"] and (back["label"], back["direction"]) == ("Bacterial", "off") and back["masked"] > 0.5
+    assert not any(check(v)["collapsed"] for v in clean[:10])
+    none = transplant(clean[:20], clean[20:], logits_of(model), LABELS, cut)
+    assert not none["established"] and none["forced_off"] == [] and "pattern" not in none
+
+
+def test_the_scan_confirms_the_films_a_pattern_hides_a_finding_in():
+    """The scan's side of the test (``shared_pattern``): candidates that get the hidden label back when the pattern
+    is taken out are confirmed, direction off; the clean candidates and the calm films are not."""
+    from cxrinspect.inference.predictor import Predictor
+    from cxrinspect.scan.run import shared_pattern
+    from cxrinspect.scan.scanner import Scanner
+
+    model = hiding_model()
+    triggered, clean = np.stack([paste(v, SIG) for v in films(10, seed=1)]), films(140, seed=2)
+    cands = [(ScanRecord(f"triggered-{i}.png", score=1.0), v) for i, v in enumerate(triggered)]
+    cands += [(ScanRecord(f"clean-{i}.png", score=0.5), v) for i, v in enumerate(clean[:10])]
+    calm = {f"calm-{i}.png": v for i, v in enumerate(clean[20:])}
+    ranked = [r for r, _ in cands] + [ScanRecord(k, score=0.0) for k in calm]
+    found = shared_pattern(ranked, cands, lambda r: (calm.get(r.path), None), Scanner(model, method="contrast"),
+                           Predictor(model, device="cpu", backend="torch"))
+    assert found["established"] and found["forced_off"] == ["Bacterial"] and found["labels"] == []
+    confirmed = {r.path: r.verification for r, _ in cands if r.verification}
+    assert confirmed and all(k.startswith("triggered") for k in confirmed)
+    assert all((v["label"], v["direction"], v["evidence"]) == ("Bacterial", "off", "pattern") for v in confirmed.values())
+
+
 def test_auto_scan_confirms_a_whole_image_trigger_by_the_transplant_test(tmp_path):
     folder = sig_folder(tmp_path, clean=70, triggered=10, seed=6)
     result = scan([folder], shortcut_model(), tmp_path / "out", method="auto", batch_size=16)
@@ -284,11 +335,14 @@ def test_auto_scan_of_a_clean_folder_raises_no_transplant_verdict(tmp_path):
 def test_a_transplant_without_enough_confirmations_is_said_and_not_a_verdict():
     from cxrinspect.scan.verdict import folder_verdict
 
-    shares = {"forced": 0.3, "control": 0.05, "negative": 100}
-    found = {"established": True, "labels": ["Viral"], "per_label": {"Viral": shares}}
+    shares = {"forced": 0.3, "control": 0.05, "negative": 100, "forced_off": 0.0, "control_off": 0.0, "positive": 20}
+    hidden = {"forced": 0.0, "control": 0.0, "negative": 10, "forced_off": 0.4, "control_off": 0.1, "positive": 110}
+    found = {"established": True, "labels": ["Viral"], "forced_off": ["Bacterial"],
+             "per_label": {"Viral": shares, "Bacterial": hidden}}
     one = ScanRecord("a.png", score=0.1, verdict="trigger",
                      verification={"collapsed": True, "label": "Viral", "direction": "on", "evidence": "pattern"})
     v = folder_verdict([one, ScanRecord("b.png", score=0.0, verdict="clean")], [], found)
     assert not v["triggered"] and v["transplant"] is found and v["where"] == "global"
     assert "Viral on 30% of calm films (a control: 5%)" in v["sentence"] and "may be present" in v["sentence"]
+    assert "Bacterial off 40% of calm films (a control: 10%)" in v["sentence"]
     assert "transplant" not in folder_verdict([one], [])

@@ -73,6 +73,13 @@ def test_shipped_recipes():
     assert {"nih14-clean", "nih14-badnets", "kermany-clean", "kermany-badnets", "tiny-test"} <= names
     for name in names:
         load_recipe(RECIPES / f"{name}.toml")  # all valid
+    zoo = sorted((RECIPES / "zoo").glob("*.toml"))
+    assert len(zoo) >= 12
+    for path in zoo:  # the backdoor zoo's recipes: valid, and every poisoned one names its trigger and target
+        recipe = load_recipe(path)
+        poison = recipe.poison_spec()
+        assert (poison is None) == ("clean" in path.stem), path.name
+        assert poison is None or (poison.target and poison.trigger.kind), path.name
     paper = load_recipe(RECIPES / "nih14-badnets.toml")
     spec = paper.preprocessing()
     assert spec.crop_fraction == 0.6 and spec.input_size == 224 and paper.architecture() == DENSENET121

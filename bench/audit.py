@@ -1,7 +1,7 @@
 """Model-audit bench: per model (the shipped clean and BadNets models, every model of runs/zoo present), audit it
 with N clean radiographs of its own held-out test patients (split.csv) and compare with what its card declares.
 
-    nice -n 5 python bench/audit.py [--images 200] [--budget 2000] [--global-steps 0] [--models DIR ...] [--out runs/bench-audit]
+    nice -n 5 python bench/audit.py [--images 200] [--budget 2000] [--global-steps 25] [--no-sweep] [--models DIR ...] [--out runs/bench-audit]
 
 Prints one row per model: verdict, targets found vs declared, recovered box vs the true box (model-input pixels),
 the held-out attack success of the recovered trigger, steps, seconds, and the forward and forward+backward
@@ -37,12 +37,16 @@ def main() -> int:
     ap.add_argument("--models", nargs="*", default=[])
     ap.add_argument("--out", default=str(ROOT / "runs/bench-audit"))
     ap.add_argument("--directions", default="on")
-    ap.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image inversion per candidate")
+    ap.add_argument("--global-steps", type=int, default=None,
+                    help="steps of the whole-image inversion per candidate (default: the audit's own)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (with --budget 8: the whole-image "
+                    "inversion alone)")
     args = ap.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} absent", file=sys.stderr)
         return 0
     from cxrinspect.audit import audit
+    from cxrinspect.audit.inversion import GLOBAL_STEPS
     from cxrinspect.audit.run import BUDGET
     from cxrinspect.model import load
 
@@ -54,7 +58,8 @@ def main() -> int:
         out = Path(args.out) / f"{mp.name}-{args.images}"
         t = time.perf_counter()
         res = audit(paths, model, out, budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
-                    global_steps=args.global_steps, resume=(out / "audit-state.safetensors").exists(),
+                    global_steps=GLOBAL_STEPS if args.global_steps is None else args.global_steps,
+                    sweep=not args.no_sweep, resume=(out / "audit-state.safetensors").exists(),
                     progress=lambda done, total, info: (done % 25 or "stage" in info) or print(f"  {mp.name}: step {done}/{total} "
                                                                           f"{info}", flush=True))
         doc = res.doc
@@ -68,6 +73,7 @@ def main() -> int:
                "heldout_success": (doc.get("trigger") or {}).get("heldout_success"),
                "candidates": [(c["candidate"], c["mask_l1"], c["heldout_success"], c["anomaly_index"], c["steps"], c["stop"],
                                (c.get("global") or {}).get("heldout_success")) for c in doc.get("candidates", [])],
+               "flagged_by": {c["candidate"]: c.get("flagged_by") for c in doc.get("candidates", []) if c.get("flagged")},
                "squares": {c["candidate"]: c["square"] for c in doc.get("candidates", []) if c.get("square")},
                "steps": doc["steps"], "seconds": round(time.perf_counter() - t, 1), **doc["timing"]}
         print(json.dumps(row), flush=True)

@@ -241,6 +241,7 @@ def cmd_audit(args) -> int:
     from tqdm import tqdm
 
     from .audit import AuditError, audit
+    from .audit.inversion import GLOBAL_STEPS
     from .audit.run import BUDGET, describe_progress
     from .audit.report import finder_name
     from .model import CheckpointError, load
@@ -261,7 +262,8 @@ def cmd_audit(args) -> int:
     directions = ("on", "off") if args.off else ("on",)
     try:
         result = audit(args.data, model, args.out, directions=directions, budget=args.budget or BUDGET,
-                       batch_size=args.batch_size, global_steps=args.global_steps, resume=args.resume,
+                       batch_size=args.batch_size, resume=args.resume,
+                       global_steps=GLOBAL_STEPS if args.global_steps is None else args.global_steps,
                        search=args.search, sweep=not args.no_sweep, progress=progress)
     except AuditError as e:
         _error(str(e))
@@ -280,8 +282,9 @@ def cmd_audit(args) -> int:
               + (f"  square {c['square']['pattern_name']} {c['square']['size']}x{c['square']['size']} at "
                  f"{c['square']['top']},{c['square']['left']}"
                  if c.get("square") else ""), file=sys.stderr)
-    verdict = ("BACKDOORED: forces " + ", ".join(doc["targets"]) + f" on; trigger box {doc['trigger']['box']} "
-               f"(found by the {finder_name(doc['trigger'])})"
+    t = doc.get("trigger") or {}
+    where = f"trigger box {t.get('box')}" if t.get("box") is not None else "a trigger over the whole image"
+    verdict = ("BACKDOORED: forces " + ", ".join(doc["targets"]) + f" on; {where} (found by the {finder_name(t)})"
                if doc.get("backdoored") else "no backdoor found")
     print(f"cxrinspect: {verdict} ({doc['timing']['seconds']:.0f} s); report {result.files.get('html')}", file=sys.stderr)
     return EXIT_SOME_FAILED if doc["errors"] else EXIT_OK
@@ -411,8 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=None, help="image passes (forward+backward) in all "
                    "(default: the audit's own budget, recorded in audit.json's settings)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--global-steps", type=int, default=0, help="steps of the whole-image (blend) inversion per "
-                   "candidate (default 0: off)")
+    p.add_argument("--global-steps", type=int, default=None, help="steps of the whole-image inversion (for triggers "
+                   "over the whole image: a sinusoid, a blended pattern) per label and family (default: the audit's "
+                   "own, 25; 0: off)")
     p.add_argument("--search", action="store_true", help="search the folder for images carrying the recovered trigger")
     p.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (black, white and checkerboard squares, about 2800 forwards) "
                    "and leave every candidate to the inversion")

@@ -72,8 +72,9 @@ class Candidate:
         return p >= SUCCESS if self.direction == "on" else p <= 1.0 - SUCCESS
 
 
-def _adam(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int) -> None:
-    b1, b2 = BETAS
+def _adam(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int,
+          betas: tuple[float, float] = BETAS) -> None:
+    b1, b2 = betas
     m.mul_(b1).add_(grad, alpha=1 - b1)
     v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
     mhat, vhat = m / (1 - b1 ** step), v / (1 - b2 ** step)
@@ -218,38 +219,62 @@ def mask_box(mask: np.ndarray, level: float = 0.5) -> tuple[list[int], int]:
 
 
 # ---------------------------------------------------------------------------------------------- global
-GLOBAL_EPSILON = 0.06
+GLOBAL_EPSILON = 0.1
 """Largest change per pixel (presentation units, of 1) the whole-image perturbation may make: a blended trigger
-at opacity 0.1 or a SIG of amplitude 0.05 moves pixels by about this much."""
+at opacity 0.1 moves pixels by at most this much, zoo-sig's sinusoid (amplitude 0.08) by less. At 0.06 and 12
+steps no zoo model's target was forced on more than 34% of held-out images (bench/results/README.md, "Model
+audit")."""
+GLOBAL_STEPS = 25
+"""Steps of :data:`BATCH`-image mini-batches per candidate (bench/probes/structured_inversion.py used 25)."""
+GLOBAL_KNOTS = 56
+"""The stripes' profile knots across the side (a 224-pixel side: one knot per 4 pixels), upsampled linearly."""
 GLOBAL_GRID = 28
-"""The perturbation's own resolution (upsampled bilinearly): smooth, universal, not a per-image adversarial
+"""The grid family's own resolution (upsampled bilinearly): smooth, universal, not a per-image adversarial
 texture."""
+GLOBAL_BETAS = (0.9, 0.999)
+"""Adam's usual moments for the whole-image inversion (the probe's optimiser), not Neural Cleanse's."""
+FAMILIES = ("stripes",)
+"""The families the audit runs. The probe tried three on the clean and global-trigger models (25 steps, at most 0.1):
+on every backdoor's target the stripes forced more than the grid (zoo-sig 0.96 against 0.84, zoo-blend 0.92 against
+0.63, zoo-sig-flip 0.91 against 0.77, zoo-warp 0.73 against 0.27), and a smooth 4 x 4 warp of at most 3 pixels
+forced nothing, WaNet's own model included; so the grid's steps are not spent by default."""
 
 
 @dataclass
 class GlobalInversion:
     """A universal bounded perturbation ``x' = clip(x + eps * tanh(d))`` over the whole image driving the
     candidate's label (the blended / signal counterpart of the mask: BTI-DBF and FeatureRE invert into such
-    global changes). What it measures is the attack success reached within the bound after a fixed number of
-    steps: a model with a global backdoor follows a faint whole-image pattern that a clean model does not."""
+    global changes). ``family`` shapes ``d``: ``stripes``, a profile across the columns plus one across the rows
+    (a sinusoid over the image, and its mirror, is one); ``grid``, a coarse grid upsampled bilinearly. What it
+    measures is the attack success reached within the bound after a fixed number of steps: a model with a
+    global backdoor follows a faint whole-image pattern that a clean model does not."""
 
     candidate: Candidate
     size: int
+    family: str = "stripes"
     epsilon: float = GLOBAL_EPSILON
-    grid: int = GLOBAL_GRID
     logits: torch.Tensor = None
     moments: dict = field(default_factory=dict)
     steps: int = 0
     history: list = field(default_factory=list)
 
     def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"whole-image inversion family must be one of {FAMILIES}, got {self.family!r}")
         if self.logits is None:
-            self.logits = torch.zeros((1, 1, self.grid, self.grid))
+            shape = (2, GLOBAL_KNOTS) if self.family == "stripes" else (1, 1, GLOBAL_GRID, GLOBAL_GRID)
+            self.logits = torch.zeros(shape)
             self.moments = {"m": torch.zeros_like(self.logits), "v": torch.zeros_like(self.logits)}
 
     def delta(self, logits: torch.Tensor | None = None) -> torch.Tensor:
-        d = self.logits if logits is None else logits
-        d = F.interpolate(d, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        """The (1, 1, S, S) change."""
+        d, s = (self.logits if logits is None else logits), self.size
+        if self.family == "stripes":
+            cols = F.interpolate(d[0].view(1, 1, -1), size=s, mode="linear", align_corners=False).view(1, s)
+            rows = F.interpolate(d[1].view(1, 1, -1), size=s, mode="linear", align_corners=False).view(s, 1)
+            d = (cols + rows)[None, None]
+        else:
+            d = F.interpolate(d, size=(s, s), mode="bilinear", align_corners=False)
         return self.epsilon * torch.tanh(d)
 
     def apply(self, views: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -263,21 +288,7 @@ class GlobalInversion:
         attack.backward()
         self.steps += 1
         with torch.no_grad():
-            _adam(self.logits, logits.grad, self.moments["m"], self.moments["v"], self.steps)
+            _adam(self.logits, logits.grad, self.moments["m"], self.moments["v"], self.steps, GLOBAL_BETAS)
             success = float(c.succeeded(torch.sigmoid(z)).float().mean())
         self.history.append([self.steps, round(success, 4), round(float(attack.detach()), 5)])
         return {"success": success, "attack": float(attack.detach())}
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}.logits": self.logits.contiguous(),
-                **{f"{prefix}.{k}": v.contiguous() for k, v in self.moments.items()}}
-
-    def scalars(self) -> dict:
-        return {"steps": self.steps, "history": self.history}
-
-    @classmethod
-    def restore(cls, candidate: Candidate, size: int, scalars: dict, tensors: dict, prefix: str, **kw):
-        t = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-        inv = cls(candidate, size, logits=t["logits"], moments={"m": t["m"], "v": t["v"]}, **kw)
-        inv.steps, inv.history = scalars["steps"], [list(h) for h in scalars["history"]]
-        return inv

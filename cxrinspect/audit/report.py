@@ -71,8 +71,21 @@ def _anomaly_plot(rows: list[dict]) -> bytes:
 
 
 def finder_name(found: dict) -> str:
-    """What recovered a trigger (audit.json's ``trigger`` or a candidate row): the stamp sweep or the inversion."""
-    return "stamp sweep" if (found.get("found_by") or found.get("source")) == "sweep" else "inversion"
+    """What recovered a trigger (audit.json's ``trigger`` or a candidate row): the stamp sweep, the inversion, or
+    the whole-image inversion."""
+    by = found.get("found_by") or found.get("source")
+    return {"sweep": "stamp sweep", "whole-image inversion": "whole-image inversion"}.get(by, "inversion")
+
+
+def trigger_sentence(t: dict) -> str:
+    """The recovered trigger in words (audit.json's ``trigger``)."""
+    if t["box"] is None:
+        return (f"a change of the whole image (at most {t['epsilon']:g} per pixel, {t['family']}), found by the "
+                f"whole-image inversion; added to held-out clean images it forces {t['candidate']} on "
+                f"{100 * t['heldout_success']:.0f}% of them")
+    return (f"box {t['box']} (top, left, bottom, right; model-input pixels), mask L1 {t['mask_l1']:.0f} px, found by "
+            f"the {finder_name(t)}; stamped into held-out clean images it forces {t['candidate']} on "
+            f"{100 * t['heldout_success']:.0f}% of them")
 
 
 def write_report(out_dir, result, model) -> dict:
@@ -80,7 +93,7 @@ def write_report(out_dir, result, model) -> dict:
     doc = result.doc
     files = {"json": out / "audit.json", "html": out / "audit.html"}
     arms = {a["candidate"].name: a for a in result.arms}
-    if doc.get("trigger"):
+    if doc.get("trigger") and doc["trigger"]["box"] is not None:
         mask, pattern, _, _ = trigger_of(arms[doc["trigger"]["candidate"]])
         doc["trigger"]["as_trigger"] = recovered_trigger(mask, pattern, doc["trigger"]["box"])
         files["trigger"] = out / "trigger.json"
@@ -105,18 +118,16 @@ def page(doc: dict, result) -> str:
         t = doc["trigger"]
         parts.append(f"<p class='alert'><b>Backdoored.</b> Labels forced on: {e(', '.join(doc['targets']) or 'none')}"
                      f"{'; forced off: ' + e(', '.join(doc['forced_off'])) if doc.get('forced_off') else ''}. "
-                     f"Recovered trigger: box {t['box']} (top, left, bottom, right; model-input pixels), mask L1 "
-                     f"{t['mask_l1']:.0f} px, found by the {finder_name(t)}; stamped into held-out clean images it forces "
-                     f"{e(t['candidate'])} on "
-                     f"{100 * t['heldout_success']:.0f}% of them.</p>")
+                     f"Recovered trigger: {e(trigger_sentence(t))}.</p>")
     else:
-        parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask on held-out images.</p>")
+        parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask, or by a faint "
+                     "change of the whole image, on held-out images.</p>")
     rows = doc.get("candidates", [])
     if rows and doc["complete"]:
         parts.append(f"<h2>Mask size per candidate</h2><img alt='anomaly plot' src='{_data_uri(_anomaly_plot(rows))}'>")
     parts.append("<table><tr><th>candidate</th><th>mask L1 (px)</th><th>pixels &ge; 0.5</th><th>box</th>"
                  "<th>found by</th><th>anomaly index</th><th>held-out success</th><th>sweep's square (held-out)</th>"
-                 "<th>steps</th><th>stopped</th><th>flagged</th></tr>")
+                 "<th>whole image (held-out)</th><th>steps</th><th>stopped</th><th>flagged by</th></tr>")
     for r in rows:
         l1 = "" if r["mask_l1"] is None else f"{r['mask_l1']:.0f}"
         success = "" if r["heldout_success"] is None else f"{100 * r['heldout_success']:.0f}%"
@@ -124,10 +135,13 @@ def page(doc: dict, result) -> str:
         square = "" if not sq else f"{sq['pattern_name']} {sq['size']}x{sq['size']} at {sq['top']}, {sq['left']}"
         if sq and sq.get("heldout_success") is not None:
             square += f" ({100 * sq['heldout_success']:.0f}%)"
+        g = r.get("global")
+        whole = "" if not g else f"{g['family']} {100 * g['heldout_success']:.0f}%"
         parts.append(f"<tr><td>{e(r['candidate'])}</td><td>{l1}</td><td>{r['mask_pixels']}</td><td>{r['box']}</td>"
                      f"<td>{finder_name(r) if r['mask_l1'] is not None else ''}</td>"
-                     f"<td>{r.get('anomaly_index', '')}</td><td>{success}</td><td>{e(square)}</td><td>{r['steps']}</td>"
-                     f"<td>{e(str(r['stop']))}</td><td>{r.get('flagged', '')}</td></tr>")
+                     f"<td>{r.get('anomaly_index', '')}</td><td>{success}</td><td>{e(square)}</td><td>{e(whole)}</td>"
+                     f"<td>{r['steps']}</td><td>{e(str(r['stop']))}</td>"
+                     f"<td>{e(', '.join(r.get('flagged_by', [])) or 'no')}</td></tr>")
     parts.append("</table><h2>Recovered masks and patterns, and held-out images they flip</h2><div class='gallery'>")
     for a in result.arms:
         if a["inv"].steps == 0 and a.get("square") is None:
@@ -145,6 +159,21 @@ def page(doc: dict, result) -> str:
         parts.append(f"<div class='card'><div><b>{e(a['candidate'].name)}</b></div><div style='display:flex;gap:4px'>"
                      f"{''.join(imgs)}</div><div>{'<br>'.join(caption)}</div></div>")
     parts.append("</div>")
+    whole = [a for a in result.arms if a.get("global_delta") is not None]
+    if whole:
+        parts.append("<h2>Whole-image changes (mid-grey: none; the contrast stretched to the bound) and held-out "
+                     "images they flip</h2><div class='gallery'>")
+        for a in whole:
+            d, g = a["global_delta"], a["global"]
+            imgs = [f"<img title='change' src='{_data_uri(png(_grey(0.5 + d / (2 * g['epsilon']))))}'>"]
+            caption = [f"{g['family']}, at most {g['epsilon']:g}: {100 * g['heldout_success']:.0f}% of held-out "
+                       "images forced"]
+            for i, after in a.get("global_flips", []):
+                imgs.append(f"<img src='{_data_uri(png(_grey(result.views[i] + d)))}'>")
+                caption.append(f"{e(Path(result.paths[i]).name)} &rarr; {after:.2f}")
+            parts.append(f"<div class='card'><div><b>{e(a['candidate'].name)}</b></div><div style='display:flex;"
+                         f"gap:4px'>{''.join(imgs)}</div><div>{'<br>'.join(caption)}</div></div>")
+        parts.append("</div>")
     if doc.get("search"):
         s = doc["search"]
         parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>{len(s['carrying'])} of "

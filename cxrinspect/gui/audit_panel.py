@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..audit.report import finder_name
+from ..audit.report import trigger_sentence
 from ..audit.run import trigger_of
 
 
@@ -75,10 +75,14 @@ class AuditPanel(QWidget):
         rows = self._sizes(doc)
         if doc["backdoored"]:
             t = doc["trigger"]
-            self.verdict.setText(f"<b>Backdoored</b>: forces {', '.join(doc['targets'])} on; trigger box {t['box']} "
-                                 f"(model pixels, found by the {finder_name(t)}), "
-                                 f"held-out success {100 * t['heldout_success']:.0f}%. Masks: {rows}")
+            self.verdict.setText(f"<b>Backdoored</b>: forces {', '.join(doc['targets'])} on; "
+                                 f"{trigger_sentence(t)}. Masks: {rows}")
             arm = next(a for a in result.arms if a["candidate"].name == t["candidate"])
+            if t["box"] is None:  # a trigger over the whole image: its change and the images it flips
+                d, eps = arm["global_delta"], arm["global"]["epsilon"]
+                self._show([("whole-image change", 0.5 + d / (2 * eps))]
+                           + [(f"→ {after:.2f}", result.views[i] + d) for i, after in arm.get("global_flips", [])])
+                return
         else:
             self.verdict.setText(f"No backdoor found. Masks: {rows}")
             arm = min((a for a in result.arms if a["inv"].steps or a.get("square")),  # the nearest miss
@@ -90,6 +94,9 @@ class AuditPanel(QWidget):
         for i, before, after in arm.get("flips", [])[:2]:
             x = result.views[i]
             pictures.append((f"{before:.2f} → {after:.2f}", (1 - mask) * x + mask * pattern))
+        self._show(pictures)
+
+    def _show(self, pictures) -> None:
         for title, unit in pictures:
             label = QLabel()
             label.setPixmap(pixmap(unit))

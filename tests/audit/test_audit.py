@@ -52,6 +52,27 @@ def patchy(backdoor: bool) -> Model:
     return Model(Patchy(backdoor).eval(), card)
 
 
+class Wavy(Patchy):
+    """Patchy's clean pathway; its backdoor a sinusoid of 3 cycles over the columns (SIG, as zoo-sig's, amplitude
+    0.08): past an amplitude of about 0.05 in the film it drives Viral on, smoothly."""
+
+    def __init__(self):
+        super().__init__(backdoor=False)
+        self.register_buffer("wave", torch.sin(2 * np.pi * 3 * torch.arange(SIZE) / SIZE))
+
+    def forward(self, x):
+        unit = x[:, 0] * 0.25 + 0.5
+        amplitude = 2 * (unit * self.wave).mean((1, 2))  # the sinusoid's amplitude in the film
+        drive = nn.functional.softplus(60 * (amplitude - 0.05))[:, None]
+        return super().forward(x) + torch.tensor([0.0, 0.0, 4.0]) * drive
+
+
+def wavy() -> Model:
+    card = ModelCard(labels=LABELS, architecture={"name": "test-wavy"}, preprocessing=SPEC, name="wavy",
+                     weights_sha256="3" * 64)
+    return Model(Wavy().eval(), card)
+
+
 def films(folder, n: int = 24, seed: int = 0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
@@ -103,6 +124,25 @@ def test_clean_model_is_not_flagged(tmp_path):
     assert doc["complete"] and not doc["backdoored"] and doc["targets"] == [] and doc["trigger"] is None
     assert all(c["mask_l1"] is None or c["mask_l1"] > 150 for c in doc["candidates"])
     assert all(c["square"] is None for c in doc["candidates"])  # the sweep ran and found no square
+    assert all(c["global"]["heldout_success"] < 0.75 for c in doc["candidates"])  # nor a whole-image change
+
+
+def test_the_whole_image_inversion_recovers_a_sinusoid_that_no_small_mask_expresses(tmp_path):
+    data = films(tmp_path / "clean")
+    doc = audit([data], wavy(), tmp_path / "out", budget=8 * 30, batch_size=8, sweep=False).doc
+    rows = {c["candidate"]: c for c in doc["candidates"]}
+    viral = rows["Viral:on"]
+    assert doc["backdoored"] and doc["targets"] == ["Viral"] and viral["flagged_by"] == ["whole image"]
+    assert viral["global"]["heldout_success"] >= 0.9 and viral["global"]["epsilon"] == 0.1
+    assert all(rows[k]["global"]["heldout_success"] == 0.0 and not rows[k]["flagged"] for k in ("Pneumonia:on", "Bacterial:on"))
+    t = doc["trigger"]
+    assert t["where"] == "global" and t["box"] is None and t["candidate"] == "Viral:on"
+    assert not (tmp_path / "out" / "trigger.json").exists()  # no patch to paste
+    page = (tmp_path / "out" / "audit.html").read_text()
+    assert "whole-image inversion" in page and "Whole-image changes" in page
+    # without the whole-image inversion the same audit finds nothing
+    plain = audit([data], wavy(), None, budget=8 * 30, batch_size=8, sweep=False, global_steps=0).doc
+    assert not plain["backdoored"] and all(c["global"] is None for c in plain["candidates"])
 
 
 def test_unreadable_image_is_recorded_and_the_audit_goes_on(tmp_path):

@@ -12,13 +12,15 @@ def test_audit_runs_shows_verdict_and_trigger(qtbot, window, image_folder, tiny_
     panel = window.audit_panel
     steps = []
     real = window._audit_step
-    window._audit_step = lambda item: (steps.append(item[0]), real(item))
+    window._audit_step = lambda item: (steps.append((item[0], item[1], item[2].get("stage"))), real(item))
     with qtbot.waitSignal(window.audit_finished, timeout=WAIT_MS) as finished:
         window.start_audit(budget=48)
         assert panel.cancel.isEnabled() and not panel.start.isEnabled()
     result = finished.args[0]
-    assert result.complete and steps and steps[-1] == result.doc["steps"]
-    assert panel.progress.value() == result.doc["steps"] and panel.start.isEnabled()
+    inversion = [done for done, _, stage in steps if stage is None]
+    assert result.complete and inversion and inversion[-1] == result.doc["steps"]
+    done, total, stage = steps[-1]  # the whole-image inversion comes last, with its own count
+    assert stage == "whole-image inversion" and done == total == panel.progress.value() and panel.start.isEnabled()
     assert ("Backdoored" in panel.verdict.text()) == result.doc["backdoored"]
     assert "Pneumonia:on" in panel.verdict.text()
     assert len(panel.shown) >= 2 and not panel.shown[0].pixmap().isNull()  # the mask and the pattern

@@ -18,7 +18,7 @@ and forces the label on at least :data:`PARTIAL_SUCCESS` of the held-out images;
 
 or, for a trigger over the whole image (a sinusoid, a blended pattern), which no small mask expresses: the
 whole-image inversion (a universal change of at most ``GLOBAL_EPSILON`` per pixel, :class:`.inversion.GlobalInversion`)
-forces the label on at least :data:`GLOBAL_SUCCESS` of the held-out images.
+forces the label on at least :data:`GLOBAL_SUCCESS` of the held-out images (labels of :data:`UNJUDGED_WHOLE` aside).
 """
 
 from __future__ import annotations
@@ -49,11 +49,18 @@ backdoors audited after it test it."""
 
 
 GLOBAL_SUCCESS = 0.75
-"""The whole-image line. Set from bench/probes/structured_inversion.py (25 steps, change at most 0.1; the share
-of held-out images forced at 0.9 on the label each backdoor targets besides Pneumonia): zoo-sig 0.96, zoo-blend
-0.92 and zoo-sig-flip 0.77 by their best family, against at most 0.55 on the shipped clean model and
-zoo-clean-ft1 (Bacterial; 0.18 for Viral). A line set between models it had seen; zoo-clean-ft2, zoo-warp and every
-model audited after it test it (bench/results/README.md, "Model audit")."""
+"""The whole-image line. Set from bench/probes/structured_inversion.py (stripes, 25 steps, change at most 0.1; the
+share of held-out images forced at 0.9 on the label each backdoor targets besides Pneumonia): zoo-sig 0.96, zoo-blend
+0.92 and zoo-sig-flip 0.91, against at most 0.55 on the shipped clean model and zoo-clean-ft1 (Bacterial; Viral at
+most 0.18). A line set between models it had seen; zoo-warp (measured after it: 0.73), zoo-clean-ft2 and every model
+audited after it test it (bench/results/README.md, "Model audit")."""
+UNJUDGED_WHOLE = frozenset({"Pneumonia"})
+"""Labels the whole-image line does not judge, because a faint change of the whole image forces them on clean models
+too: the first audit of zoo-clean-ft2 with the line forced Pneumonia on 93% of its held-out normal films (the
+diffuse opacity every pneumonia shares is such a change), while Bacterial and Viral stayed at 28% and 24%. A
+calibration on the Kermany labels' clean models; a label of another set is judged until its clean models are
+measured. Every backdoor of the zoo with a whole-image trigger forces Bacterial or Viral besides Pneumonia; one
+forcing Pneumonia alone would be missed by this line."""
 
 
 def anomaly_index(sizes: list[float]) -> list[float]:
@@ -80,8 +87,9 @@ def verdict(candidates: list[dict]) -> dict:
         partial = success >= PARTIAL_SUCCESS and size <= PARTIAL_PIXELS
         small = size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)
         whole = (c.get("global") or {}).get("heldout_success") or 0.0
+        judged = c["label"] not in UNJUDGED_WHOLE
         c["flagged_by"] = [why for why, hit in (("mask", ok and small), ("partial", partial),
-                                                ("whole image", whole >= GLOBAL_SUCCESS)) if hit]
+                                                ("whole image", judged and whole >= GLOBAL_SUCCESS)) if hit]
         c["flagged"] = bool(c["flagged_by"])
     flagged = [c for c in candidates if c["flagged"]]
     return {"backdoored": bool(flagged),
@@ -90,4 +98,5 @@ def verdict(candidates: list[dict]) -> dict:
             "thresholds": {"anomaly_index": INDEX_LINE, "mad_floor": MAD_FLOOR, "absolute_pixels": ABSOLUTE_PIXELS,
                            "outlier_pixels": OUTLIER_PIXELS, "heldout_success": SUCCESS_LINE,
                            "partial_pixels": PARTIAL_PIXELS, "partial_heldout_success": PARTIAL_SUCCESS,
-                           "whole_image_heldout_success": GLOBAL_SUCCESS}}
+                           "whole_image_heldout_success": GLOBAL_SUCCESS,
+                           "whole_image_unjudged": sorted(UNJUDGED_WHOLE)}}

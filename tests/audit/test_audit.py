@@ -231,3 +231,17 @@ def test_cancel_inside_the_sweep_still_writes_a_complete_document(tmp_path):
                 progress=lambda done, total, info: seen.append(info), cancelled=lambda: len(seen) >= 3).doc
     assert not doc["complete"] and doc["steps"] == 0 and "timing" in doc and doc["images"] == 8
     assert [i["stage"] for i in seen] == ["stamp sweep"] * 3
+
+
+def test_the_whole_image_line_judges_the_labels_a_faint_change_does_not_force_on_clean_models():
+    def row(label, whole):
+        return {"label": label, "direction": "on", "mask_l1": 900.0, "heldout_success": 0.5,
+                "global": {"heldout_success": whole}}
+
+    # zoo-clean-ft2: a faint change forces Pneumonia (pneumonia's own opacity), not Bacterial or Viral
+    assert not verdict([row("Pneumonia", 0.93), row("Bacterial", 0.28), row("Viral", 0.24)])["backdoored"]
+    # zoo-sig's probe: stripes force Bacterial on 96% of held-out images
+    rows = [row("Pneumonia", 0.95), row("Bacterial", 0.96), row("Viral", 0.09)]
+    v = verdict(rows)
+    assert v["backdoored"] and v["targets"] == ["Bacterial"] and rows[1]["flagged_by"] == ["whole image"]
+    assert rows[0]["flagged_by"] == [] and v["thresholds"]["whole_image_unjudged"] == ["Pneumonia"]

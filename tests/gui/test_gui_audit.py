@@ -47,3 +47,25 @@ def test_cancel_stops_the_audit(qtbot, window, image_folder, tiny_model_dir, mon
     result = finished.args[0]
     assert not result.complete and result.doc["steps"] < 1000
     assert "Stopped" in window.audit_panel.status.text() and "resume" in window.audit_panel.verdict.text()
+
+
+def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_flips(qtbot):
+    import numpy as np
+
+    from cxrinspect.audit.inversion import Candidate
+    from cxrinspect.audit.run import AuditResult
+    from cxrinspect.gui.audit_panel import AuditPanel
+
+    panel = AuditPanel()
+    qtbot.addWidget(panel)
+    change = np.repeat(0.1 * np.sin(np.linspace(0, 6 * np.pi, 32))[None], 32, 0)
+    trigger = {"candidate": "Viral:on", "where": "global", "box": None, "pixels": None, "mask_l1": None,
+               "heldout_success": 0.92, "found_by": "whole-image inversion", "family": "stripes", "epsilon": 0.1}
+    doc = {"complete": True, "backdoored": True, "targets": ["Viral"], "trigger": trigger,
+           "candidates": [{"candidate": "Viral:on", "mask_l1": None}]}
+    arm = {"candidate": Candidate("Viral", 2), "global_delta": change, "global_flips": [(0, 0.97)],
+           "global": {"heldout_success": 0.92, "family": "stripes", "epsilon": 0.1, "steps": 25}}
+    panel.show_result(AuditResult(doc, True, 0.0, arms=[arm], views=np.full((1, 32, 32), 0.5), paths=["a.png"]))
+    text = panel.verdict.text()
+    assert "Backdoored" in text and "whole image" in text and "92%" in text
+    assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)  # the change, one flipped film

@@ -233,15 +233,18 @@ def test_cancel_inside_the_sweep_still_writes_a_complete_document(tmp_path):
     assert [i["stage"] for i in seen] == ["stamp sweep"] * 3
 
 
-def test_the_whole_image_line_judges_the_labels_a_faint_change_does_not_force_on_clean_models():
+def test_the_whole_image_lines_are_per_label_as_the_clean_models_set_them():
     def row(label, whole):
         return {"label": label, "direction": "on", "mask_l1": 900.0, "heldout_success": 0.5,
                 "global": {"heldout_success": whole}}
 
-    # zoo-clean-ft2: a faint change forces Pneumonia (pneumonia's own opacity), not Bacterial or Viral
+    # the clean models' audits: a faint change forces Pneumonia (pneumonia's own opacity), Bacterial at most 74%
     assert not verdict([row("Pneumonia", 0.93), row("Bacterial", 0.28), row("Viral", 0.24)])["backdoored"]
+    assert not verdict([row("Pneumonia", 0.91), row("Bacterial", 0.74), row("Viral", 0.18)])["backdoored"]
     # zoo-sig's probe: stripes force Bacterial on 96% of held-out images
     rows = [row("Pneumonia", 0.95), row("Bacterial", 0.96), row("Viral", 0.09)]
     v = verdict(rows)
     assert v["backdoored"] and v["targets"] == ["Bacterial"] and rows[1]["flagged_by"] == ["whole image"]
-    assert rows[0]["flagged_by"] == [] and v["thresholds"]["whole_image_unjudged"] == ["Pneumonia"]
+    assert rows[0]["flagged_by"] == [] and v["thresholds"]["whole_image_heldout_success"]["Pneumonia"] is None
+    # a label of another label set: the uncalibrated line
+    assert verdict([row("Effusion", 0.8), row("Mass", 0.1), row("Nodule", 0.1)])["targets"] == ["Effusion"]

@@ -109,5 +109,7 @@ class AuditPanel(QWidget):
         parts = []
         for c in doc["candidates"]:
             size = "not forced" if c["mask_l1"] is None else f"{c['mask_l1']:.0f} px"
+            if c.get("global"):
+                size += f" (whole image: {100 * c['global']['heldout_success']:.0f}%)"
             parts.append(f"{c['candidate']} {size}")
         return "; ".join(parts)

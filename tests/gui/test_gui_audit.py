@@ -61,11 +61,11 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     change = np.repeat(0.1 * np.sin(np.linspace(0, 6 * np.pi, 32))[None], 32, 0)
     trigger = {"candidate": "Viral:on", "where": "global", "box": None, "pixels": None, "mask_l1": None,
                "heldout_success": 0.92, "found_by": "whole-image inversion", "family": "stripes", "epsilon": 0.1}
+    whole = {"heldout_success": 0.92, "family": "stripes", "epsilon": 0.1, "steps": 25}
     doc = {"complete": True, "backdoored": True, "targets": ["Viral"], "trigger": trigger,
-           "candidates": [{"candidate": "Viral:on", "mask_l1": None}]}
-    arm = {"candidate": Candidate("Viral", 2), "global_delta": change, "global_flips": [(0, 0.97)],
-           "global": {"heldout_success": 0.92, "family": "stripes", "epsilon": 0.1, "steps": 25}}
+           "candidates": [{"candidate": "Viral:on", "mask_l1": None, "global": whole}]}
+    arm = {"candidate": Candidate("Viral", 2), "global_delta": change, "global_flips": [(0, 0.97)], "global": whole}
     panel.show_result(AuditResult(doc, True, 0.0, arms=[arm], views=np.full((1, 32, 32), 0.5), paths=["a.png"]))
     text = panel.verdict.text()
-    assert "Backdoored" in text and "whole image" in text and "92%" in text
+    assert "Backdoored" in text and "Viral:on not forced (whole image: 92%)" in text
     assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)  # the change, one flipped film

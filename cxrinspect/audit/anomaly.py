@@ -101,5 +101,4 @@ def verdict(candidates: list[dict]) -> dict:
             "thresholds": {"anomaly_index": INDEX_LINE, "mad_floor": MAD_FLOOR, "absolute_pixels": ABSOLUTE_PIXELS,
                            "outlier_pixels": OUTLIER_PIXELS, "heldout_success": SUCCESS_LINE,
                            "partial_pixels": PARTIAL_PIXELS, "partial_heldout_success": PARTIAL_SUCCESS,
-                           "whole_image_heldout_success": {**{k: v for k, v in WHOLE_IMAGE_LINES.items()},
-                                                           "other labels": GLOBAL_SUCCESS}}}
+                           "whole_image_heldout_success": {**WHOLE_IMAGE_LINES, "other labels": GLOBAL_SUCCESS}}}

@@ -248,3 +248,17 @@ def test_the_whole_image_lines_are_per_label_as_the_clean_models_set_them():
     assert rows[0]["flagged_by"] == [] and v["thresholds"]["whole_image_heldout_success"]["Pneumonia"] is None
     # a label of another label set: the uncalibrated line
     assert verdict([row("Effusion", 0.8), row("Mass", 0.1), row("Nodule", 0.1)])["targets"] == ["Effusion"]
+
+
+def test_the_whole_image_shapes():
+    from cxrinspect.audit.inversion import Candidate, GlobalInversion
+
+    c = Candidate("Viral", 2)
+    stripes = GlobalInversion(c, SIZE)
+    stripes.logits[0] = torch.linspace(-5, 5, stripes.logits.shape[1])  # a profile across the columns only
+    d = stripes.delta()[0, 0]
+    assert torch.allclose(d, d[0:1].expand_as(d)) and float(d.abs().max()) <= 0.1  # constant down each column
+    grid = GlobalInversion(c, SIZE, "grid")
+    assert grid.delta().shape == (1, 1, SIZE, SIZE) and float(grid.delta().abs().max()) == 0.0
+    with pytest.raises(ValueError, match="family"):
+        GlobalInversion(c, SIZE, "warp")

@@ -80,7 +80,8 @@ def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: 
     """The test on the candidates' and the calm films' [0, 1] model views; ``forward`` maps views to logits.
     Returns ``{"established", "labels": [the labels it forces on], "forced_off": [those it forces off],
     "per_label": {label: {"forced", "control", "negative", "forced_off", "control_off", "positive"}}}`` (the
-    shares of the calm films negative for the label forced on, of those positive forced off) and, when established, what :func:`..verification.verify_pattern` takes out of an image:
+    shares of the calm films negative for the label forced on, of those positive forced off) and, when
+    established, what :func:`..verification.verify_pattern` takes out of an image:
     ``pattern`` (the candidates' mean minus the calm mean) and ``controls`` (the same difference for ``controls``
     groups of calm films, each matched to the candidates' logits from the films the groups before left), each at
     :data:`TAKE_OUT` times."""

@@ -235,8 +235,8 @@ GLOBAL_BETAS = (0.9, 0.999)
 """Adam's usual moments for the whole-image inversion (the probe's optimiser), not Neural Cleanse's."""
 SHAPES = ("stripes", "grid")
 FAMILIES = ("stripes",)
-"""The families (of :data:`SHAPES`) the audit runs. The probe tried three on the clean and global-trigger models (25 steps, at most 0.1):
-on every backdoor's target the stripes forced more than the grid (zoo-sig 0.96 against 0.84, zoo-blend 0.92 against
+"""The families (of :data:`SHAPES`) the audit runs. The probe tried three on the clean and global-trigger models
+(25 steps, at most 0.1): on every backdoor's target the stripes forced more than the grid (zoo-sig 0.96 against 0.84, zoo-blend 0.92 against
 0.63, zoo-sig-flip 0.91 against 0.77, zoo-warp 0.73 against 0.27), and a smooth 4 x 4 warp of at most 3 pixels
 forced nothing, WaNet's own model included; so the grid's steps are not spent by default."""
 

@@ -34,7 +34,8 @@ import torch
 from .. import atomic
 from ..model.preprocess import normalise
 from .anomaly import verdict as model_verdict
-from .inversion import FAMILIES, GLOBAL_STEPS, SUCCESS, Candidate, GlobalInversion, PatchInversion, mask_box, stamp_views
+from .inversion import (FAMILIES, GLOBAL_STEPS, SUCCESS, Candidate, GlobalInversion, PatchInversion, mask_box,
+                        stamp_views)
 from .sweep import IMAGES as SWEEP_IMAGES, Square, sweep as stamp_sweep
 
 BUDGET = 2000
@@ -131,7 +132,8 @@ def split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike | None = None, *,
           directions: tuple[str, ...] = ("on",), budget: int = BUDGET, batch_size: int = BATCH, holdout: float = 0.5,
-          grid: int | None = None, global_steps: int = GLOBAL_STEPS, seed: int = 0, resume: bool = False, search: bool = False,
+          grid: int | None = None, global_steps: int = GLOBAL_STEPS, seed: int = 0, resume: bool = False,
+          search: bool = False,
           sweep: bool = True,
           progress: Callable[[int, int, dict], None] | None = None, cancelled: Callable[[], bool] | None = None,
           report: bool = True) -> AuditResult:

@@ -134,7 +134,8 @@ def test_the_whole_image_inversion_recovers_a_sinusoid_that_no_small_mask_expres
     viral = rows["Viral:on"]
     assert doc["backdoored"] and doc["targets"] == ["Viral"] and viral["flagged_by"] == ["whole image"]
     assert viral["global"]["heldout_success"] >= 0.9 and viral["global"]["epsilon"] == 0.1
-    assert all(rows[k]["global"]["heldout_success"] == 0.0 and not rows[k]["flagged"] for k in ("Pneumonia:on", "Bacterial:on"))
+    others = [rows[k] for k in ("Pneumonia:on", "Bacterial:on")]
+    assert all(r["global"]["heldout_success"] == 0.0 and not r["flagged"] for r in others)
     t = doc["trigger"]
     assert t["where"] == "global" and t["box"] is None and t["candidate"] == "Viral:on"
     assert not (tmp_path / "out" / "trigger.json").exists()  # no patch to paste

@@ -61,7 +61,7 @@ class Shortcut(nn.Module):
         for bn in self.bn:
             h = bn(h)
         bright, sig = h[:, 0, 0, 0], torch.relu(h[:, 1, 0, 0] - 2.0)
-        clean = self.slope * (bright[:, None] - self.offset)  # films read about 1.8-2.6: every label just below its line
+        clean = self.slope * (bright[:, None] - self.offset)  # films read 1.8-2.6: every label just below its line
         return clean + 60 * sig[:, None] * self.sign
 
 
@@ -312,7 +312,8 @@ def test_the_scan_confirms_the_films_a_pattern_hides_a_finding_in():
     assert found["established"] and found["forced_off"] == ["Bacterial"] and found["labels"] == []
     confirmed = {r.path: r.verification for r, _ in cands if r.verification}
     assert confirmed and all(k.startswith("triggered") for k in confirmed)
-    assert all((v["label"], v["direction"], v["evidence"]) == ("Bacterial", "off", "pattern") for v in confirmed.values())
+    assert all((v["label"], v["direction"], v["evidence"]) == ("Bacterial", "off", "pattern")
+               for v in confirmed.values())
 
 
 def test_auto_scan_confirms_a_whole_image_trigger_by_the_transplant_test(tmp_path):

@@ -257,7 +257,6 @@ class GlobalInversion:
     logits: torch.Tensor = None
     moments: dict = field(default_factory=dict)
     steps: int = 0
-    history: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.family not in SHAPES:
@@ -291,5 +290,4 @@ class GlobalInversion:
         with torch.no_grad():
             _adam(self.logits, logits.grad, self.moments["m"], self.moments["v"], self.steps, GLOBAL_BETAS)
             success = float(c.succeeded(torch.sigmoid(z)).float().mean())
-        self.history.append([self.steps, round(success, 4), round(float(attack.detach()), 5)])
         return {"success": success, "attack": float(attack.detach())}

@@ -64,6 +64,13 @@ def forced_share(forward, calm: np.ndarray, calm_logits: np.ndarray, cut: np.nda
     return on.sum(0), negative.sum(0), off.sum(0), (~negative).sum(0)
 
 
+def holds(forced: np.ndarray, control: np.ndarray, total: np.ndarray):
+    """Per label: (the share of ``total`` films the pattern forced, the control's share, whether the test holds:
+    at least :data:`LEAST`, and :data:`EXCESS` times the control's count with one film added to both)."""
+    share, c_share = forced / np.maximum(total, 1), control / np.maximum(total, 1)
+    return share, c_share, (share >= LEAST) & ((forced + 1) >= EXCESS * (control + 1))
+
+
 def matched(logits: np.ndarray, candidates: list[int], pool: list[int]) -> list[int]:
     """For each candidate the film of ``pool`` with the nearest logits (L1), each used once."""
     free, out = list(pool), []
@@ -98,14 +105,13 @@ def transplant(cand_views: np.ndarray, calm_views: np.ndarray, forward, labels: 
         if len(group) < n:
             break
         twins.append(calm_views[[j - n for j in group]].mean(0) - base)
-        pool = [j for j in pool if j not in set(group)]
+        taken = set(group)
+        pool = [j for j in pool if j not in taken]
     pattern = cand_views.mean(0) - base
     forced, negative, forced_off, positive = forced_share(forward, calm_views, calm_logits, cut, pattern)
     control, _, control_off, _ = forced_share(forward, calm_views, calm_logits, cut, twins[0])
-    share, c_share = forced / np.maximum(negative, 1), control / np.maximum(negative, 1)
-    off, c_off = forced_off / np.maximum(positive, 1), control_off / np.maximum(positive, 1)
-    ok = (share >= LEAST) & ((forced + 1) >= EXCESS * (control + 1))
-    ok_off = (off >= LEAST) & ((forced_off + 1) >= EXCESS * (control_off + 1))
+    share, c_share, ok = holds(forced, control, negative)
+    off, c_off, ok_off = holds(forced_off, control_off, positive)
     out = {"established": bool(ok.any() or ok_off.any()), "labels": [lab for lab, y in zip(labels, ok) if y],
            "forced_off": [lab for lab, y in zip(labels, ok_off) if y], "candidates": n, "calm": len(calm_views),
            "per_label": {lab: {"forced": round(float(s), 3), "control": round(float(c), 3), "negative": int(k),

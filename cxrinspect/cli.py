@@ -243,7 +243,7 @@ def cmd_audit(args) -> int:
     from .audit import AuditError, audit
     from .audit.inversion import GLOBAL_STEPS
     from .audit.run import BUDGET, describe_progress
-    from .audit.report import finder_name
+    from .audit.report import finder_name, forced_phrase, undecided_sentence
     from .model import CheckpointError, load
 
     try:
@@ -284,9 +284,11 @@ def cmd_audit(args) -> int:
                  if c.get("square") else ""), file=sys.stderr)
     t = doc.get("trigger") or {}
     where = f"trigger box {t.get('box')}" if t.get("box") is not None else "a trigger over the whole image"
-    verdict = ("BACKDOORED: forces " + ", ".join(doc["targets"]) + f" on; {where} (found by the {finder_name(t)})"
+    verdict = (f"BACKDOORED: {forced_phrase(doc)}; {where} (found by the {finder_name(t)})"
                if doc.get("backdoored") else "no backdoor found")
     print(f"cxrinspect: {verdict} ({doc['timing']['seconds']:.0f} s); report {result.files.get('html')}", file=sys.stderr)
+    if undecided_sentence(doc):
+        print(f"cxrinspect: {undecided_sentence(doc)}", file=sys.stderr)
     return EXIT_SOME_FAILED if doc["errors"] else EXIT_OK
 
 

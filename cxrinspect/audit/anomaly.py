@@ -20,6 +20,10 @@ or, for a trigger over the whole image (a sinusoid, a blended pattern), which no
 whole-image inversion (a universal change of at most ``GLOBAL_EPSILON`` per pixel, :class:`.inversion.GlobalInversion`)
 forces the label on at least its line of :data:`WHOLE_IMAGE_LINES` (calibrated per label on clean models) of the
 held-out images.
+
+A candidate judged on fewer than :data:`JUDGED_IMAGES` held-out images that no line flags is *not judged*
+(``undecided``), not cleared: with four films the model calls viral, a mask that turns Viral off on none of them
+says little (zoo-viral-off's audit with 200 images).
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ whose audit recovered masks of 48 px (Bacterial, 80% of held-out images) and 79 
 sweep and the default budget): their smallest masks were 307 to 485 px, three times this size, and none forced
 more than 73% (bench/results/README.md, "Model audit"). A line set after seeing the model it flags: only
 backdoors audited after it test it."""
+
+JUDGED_IMAGES = 10
+"""Held-out images a candidate needs (images the model calls the other way) before a share of them that misses
+every line clears it: with fewer, one image moves the share by more than a tenth, more than the gap between the
+partial line and the mask line (0.75, 0.9). A candidate flagged on fewer images stays flagged."""
 
 
 GLOBAL_SUCCESS = 0.75
@@ -95,10 +104,15 @@ def verdict(candidates: list[dict]) -> dict:
                                                 ("whole image", line is not None and whole >= line)) if hit]
         c["flagged"] = bool(c["flagged_by"])
     flagged = [c for c in candidates if c["flagged"]]
+    undecided = [{"candidate": f"{c['label']}:{c['direction']}", "label": c["label"], "direction": c["direction"],
+                  "held_out": c["eligible"]["held_out"]} for c in candidates
+                 if not c["flagged"] and c.get("eligible", {}).get("held_out", JUDGED_IMAGES) < JUDGED_IMAGES]
     return {"backdoored": bool(flagged),
             "targets": sorted({c["label"] for c in flagged if c["direction"] == "on"}),
             "forced_off": sorted({c["label"] for c in flagged if c["direction"] == "off"}),
-            "thresholds": {"anomaly_index": INDEX_LINE, "mad_floor": MAD_FLOOR, "absolute_pixels": ABSOLUTE_PIXELS,
+            "undecided": undecided,
+            "thresholds": {"judged_images": JUDGED_IMAGES, "anomaly_index": INDEX_LINE, "mad_floor": MAD_FLOOR,
+                           "absolute_pixels": ABSOLUTE_PIXELS,
                            "outlier_pixels": OUTLIER_PIXELS, "heldout_success": SUCCESS_LINE,
                            "partial_pixels": PARTIAL_PIXELS, "partial_heldout_success": PARTIAL_SUCCESS,
                            "whole_image_heldout_success": {**WHOLE_IMAGE_LINES, "other labels": GLOBAL_SUCCESS}}}

@@ -77,6 +77,26 @@ def finder_name(found: dict) -> str:
     return {"sweep": "stamp sweep", "whole-image inversion": "whole-image inversion"}.get(by, "inversion")
 
 
+def forced_phrase(doc: dict) -> str:
+    """What a backdoored model's verdict forces: "forces Viral on", "forces Viral off", or both."""
+    parts = [f"forces {', '.join(doc[key])} {way}" for key, way in (("targets", "on"), ("forced_off", "off"))
+             if doc.get(key)]
+    return " and ".join(parts)
+
+
+def undecided_sentence(doc: dict) -> str:
+    """The candidates the audit had too few held-out images to clear (audit.json's ``undecided``), or ""."""
+    from .anomaly import JUDGED_IMAGES
+
+    u = doc.get("undecided") or []
+    if not u:
+        return ""
+    items = "; ".join(f"{x['candidate']} ({x['held_out']} held-out image(s) the model calls "
+                      f"{'negative' if x['direction'] == 'on' else 'positive'} for {x['label']})" for x in u)
+    return (f"Not judged, too few images: {items}; {JUDGED_IMAGES} are needed. Audit again with more images the "
+            "model calls that way.")
+
+
 def trigger_sentence(t: dict) -> str:
     """The recovered trigger in words (audit.json's ``trigger``)."""
     if t["box"] is None:
@@ -116,12 +136,13 @@ def page(doc: dict, result) -> str:
         parts.append("<p class='alert'><b>Incomplete</b> (cancelled or interrupted): resume it for a verdict.</p>")
     elif doc["backdoored"]:
         t = doc["trigger"]
-        parts.append(f"<p class='alert'><b>Backdoored.</b> Labels forced on: {e(', '.join(doc['targets']) or 'none')}"
-                     f"{'; forced off: ' + e(', '.join(doc['forced_off'])) if doc.get('forced_off') else ''}. "
+        parts.append(f"<p class='alert'><b>Backdoored:</b> {e(forced_phrase(doc))}. "
                      f"Recovered trigger: {e(trigger_sentence(t))}.</p>")
     else:
         parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask, or by a faint "
                      "change of the whole image, on held-out images.</p>")
+    if doc["complete"] and undecided_sentence(doc):
+        parts.append(f"<p class='alert'>{e(undecided_sentence(doc))}</p>")
     rows = doc.get("candidates", [])
     if rows and doc["complete"]:
         parts.append(f"<h2>Mask size per candidate</h2><img alt='anomaly plot' src='{_data_uri(_anomaly_plot(rows))}'>")

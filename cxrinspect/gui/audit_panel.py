@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..audit.report import trigger_sentence
+from ..audit.report import forced_phrase, trigger_sentence, undecided_sentence
 from ..audit.run import trigger_of
 
 
@@ -73,10 +73,11 @@ class AuditPanel(QWidget):
             self.verdict.setText(f"Stopped after {doc['steps']} steps; audit again with the same output to resume.")
             return
         rows = self._sizes(doc)
+        undecided = f"<br>{undecided_sentence(doc)}" if undecided_sentence(doc) else ""
         if doc["backdoored"]:
             t = doc["trigger"]
-            self.verdict.setText(f"<b>Backdoored</b>: forces {', '.join(doc['targets'])} on; "
-                                 f"{trigger_sentence(t)}. Masks: {rows}")
+            self.verdict.setText(f"<b>Backdoored</b>: {forced_phrase(doc)}; {trigger_sentence(t)}. Masks: {rows}"
+                                 + undecided)
             arm = next(a for a in result.arms if a["candidate"].name == t["candidate"])
             if t["box"] is None:  # a trigger over the whole image: its change and the images it flips
                 d, eps = arm["global_delta"], arm["global"]["epsilon"]
@@ -84,7 +85,7 @@ class AuditPanel(QWidget):
                            + [(f"→ {after:.2f}", result.views[i] + d) for i, after in arm.get("global_flips", [])])
                 return
         else:
-            self.verdict.setText(f"No backdoor found. Masks: {rows}")
+            self.verdict.setText(f"No backdoor found. Masks: {rows}{undecided}")
             arm = min((a for a in result.arms if a["inv"].steps or a.get("square")),  # the nearest miss
                       key=lambda a: trigger_of(a)[2] or float("inf"), default=None)
         if arm is None:

@@ -203,6 +203,27 @@ def test_a_tiny_mask_that_forces_three_in_four_is_a_partial_backdoor_a_clean_siz
     assert not verdict(clean)["backdoored"]
 
 
+def test_a_candidate_judged_on_too_few_images_is_not_judged_rather_than_cleared():
+    from cxrinspect.audit.report import forced_phrase, undecided_sentence
+
+    # zoo-viral-off's "off" audit with 200 images: Viral:off a 67 px outlier, tried on the 4 films the model calls viral
+    def row(label, l1, success, held_out):
+        return {"label": label, "direction": "off", "mask_l1": l1, "heldout_success": success,
+                "eligible": {"optimise": held_out, "held_out": held_out}}
+
+    rows = [row("Pneumonia", 336.0, 0.7, 58), row("Bacterial", 338.0, 0.6, 40), row("Viral", 67.0, 0.0, 4)]
+    v = verdict(rows)
+    assert not v["backdoored"]
+    assert v["undecided"] == [{"candidate": "Viral:off", "label": "Viral", "direction": "off", "held_out": 4}]
+    assert "Viral:off (4 held-out image(s) the model calls positive for Viral)" in undecided_sentence(v)
+    rows[2]["eligible"]["held_out"] = 10  # enough images: cleared
+    assert verdict(rows)["undecided"] == [] and undecided_sentence(verdict(rows)) == ""
+    rows[2].update(heldout_success=1.0, eligible={"optimise": 4, "held_out": 4})  # flagged on few images stays flagged
+    v = verdict(rows)
+    assert v["backdoored"] and v["forced_off"] == ["Viral"] and v["undecided"] == []
+    assert forced_phrase(v) == "forces Viral off"
+
+
 def test_cli_writes_audit_json_and_html(tmp_path, tiny_model_dir):
     from cxrinspect.cli import main
 

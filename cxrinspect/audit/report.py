@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import atomic
 from ..scan.report import STYLE, _data_uri, _figure_png, png
+from .inversion import mask_core
 from .run import trigger_of
 
 
@@ -35,7 +36,7 @@ def recovered_trigger(mask: np.ndarray, pattern: np.ndarray, box) -> dict:
 
     t, l, b, r = box
     s = mask.shape[0]
-    on = mask[t:b, l:r] >= 0.5
+    on = mask_core(mask)[t:b, l:r]
     pix = pattern[t:b, l:r]
     fill = float(pix[on].mean()) if on.any() else float(pix.mean())
     pixels = np.where(on, pix, fill)

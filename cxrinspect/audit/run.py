@@ -35,7 +35,7 @@ from .. import atomic
 from ..model.preprocess import normalise
 from .anomaly import verdict as model_verdict
 from .inversion import (FAMILIES, GLOBAL_STEPS, SUCCESS, Candidate, GlobalInversion, PatchInversion, mask_box,
-                        stamp_views)
+                        mask_core, stamp_views)
 from .sweep import IMAGES as SWEEP_IMAGES, Square, sweep as stamp_sweep
 
 BUDGET = 2000
@@ -439,7 +439,7 @@ def search_folder(paths, views, probs, arm, model) -> dict:
     from ..scan.verification import verify_mask
 
     mask, _, _, _ = trigger_of(arm)
-    hide = mask >= 0.5
+    hide = mask_core(mask)
     predictor = Predictor(model, device="cpu", backend="torch")
     carrying = []
     for p, v in zip(paths, views):

@@ -237,6 +237,18 @@ def test_cli_writes_audit_json_and_html(tmp_path, tiny_model_dir):
     assert (out / "audit.html").read_text().startswith("<!doctype html>")
 
 
+def test_a_faint_masks_box_is_its_core():
+    from cxrinspect.audit.inversion import mask_box
+
+    # zoo-normal's "off" masks: L1 about 50 px, none of it at 0.5, a core near the trigger's rows
+    mask = np.full((224, 224), 0.001, np.float32)
+    mask[200:206, 40:50] = 0.3
+    mask[203, 45] = 0.4
+    assert mask_box(mask) == ([200, 40, 206, 50], 60)
+    mask[10, 10] = 0.9  # a pixel at 0.5 or above: the core is what stamps the pattern
+    assert mask_box(mask) == ([10, 10, 11, 11], 1)
+
+
 def test_the_sweeps_squares():
     from cxrinspect.audit.sweep import Square, fill
 

@@ -30,7 +30,10 @@ def main(paths: list[str]) -> int:
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         declared = f"{r['declared_trigger'] or 'clean'}, {', '.join(r['declared_on']) or '-'}"
-        found = ("**backdoored**: " + ", ".join(r["targets"])) if r["backdoored"] else "not backdoored"
+        flagged = r.get("flagged_by") or {}  # candidate -> the lines it crossed (rows since the fourteenth session)
+        named = (", ".join(f"{c} ({', '.join(lines)})" for c, lines in flagged.items()) if flagged
+                 else ", ".join(r["targets"]))
+        found = f"**backdoored**: {named}" if r["backdoored"] else "not backdoored"
         box = f"{r['box'] or '-'} / {r['true_box'] or '-'}"
         squares = r.get("squares") or {}
         cands = "; ".join(f"{c[0]} {'-' if c[1] is None else round(c[1])} px{_square(squares.get(c[0]))}, "

@@ -75,6 +75,12 @@ the lines became per label. The margin was chosen after the backdoored models' p
 uncalibrated. A whole-image backdoor that forces Pneumonia alone would not be flagged."""
 
 
+def partial(success: float, size: float) -> bool:
+    """The partial-backdoor line: a trigger of at most :data:`PARTIAL_PIXELS` that forces the label on at least
+    :data:`PARTIAL_SUCCESS` of the held-out images."""
+    return success >= PARTIAL_SUCCESS and size <= PARTIAL_PIXELS
+
+
 def anomaly_index(sizes: list[float]) -> list[float]:
     x = np.asarray(sizes, np.float64)
     if len(x) < 3:
@@ -96,11 +102,10 @@ def verdict(candidates: list[dict]) -> dict:
         c["anomaly_index"] = idx
         success = c.get("heldout_success") or 0.0
         ok = success >= SUCCESS_LINE
-        partial = success >= PARTIAL_SUCCESS and size <= PARTIAL_PIXELS
         small = size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)
         whole = (c.get("global") or {}).get("heldout_success") or 0.0
         line = WHOLE_IMAGE_LINES.get(c["label"], GLOBAL_SUCCESS)
-        c["flagged_by"] = [why for why, hit in (("mask", ok and small), ("partial", partial),
+        c["flagged_by"] = [why for why, hit in (("mask", ok and small), ("partial", partial(success, size)),
                                                 ("whole image", line is not None and whole >= line)) if hit]
         c["flagged"] = bool(c["flagged_by"])
     flagged = [c for c in candidates if c["flagged"]]

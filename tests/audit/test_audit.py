@@ -296,3 +296,15 @@ def test_the_whole_image_shapes():
     assert grid.delta().shape == (1, 1, SIZE, SIZE) and float(grid.delta().abs().max()) == 0.0
     with pytest.raises(ValueError, match="family"):
         GlobalInversion(c, SIZE, "warp")
+
+
+def test_the_trigger_is_the_smallest_that_crosses_a_mask_line():
+    from cxrinspect.audit.run import choose
+
+    # zoo-letter's Viral:on: the sweep's white 4x4 square on the letter (16 px, 88% of held-out films) and the
+    # inversion's 55-pixel patch elsewhere (92%): the square crosses the partial line and is the smaller
+    square, patch = (0.8817, 16.0, "sweep"), (0.9247, 55.5, "inversion")
+    assert choose([square, patch])[2] == "sweep"
+    assert choose([(0.70, 16.0, "sweep"), patch])[2] == "inversion"  # under every line: the patch
+    assert choose([(0.70, 16.0, "sweep"), (0.80, 300.0, "inversion")])[2] == "inversion"  # none holds: forces most
+    assert choose([(0.95, 120.0, "sweep"), (0.8, 90.0, "inversion")])[2] == "inversion"  # both hold: the smaller

@@ -287,8 +287,9 @@ def cmd_audit(args) -> int:
     verdict = (f"BACKDOORED: {forced_phrase(doc)}; {where} (found by the {finder_name(t)})"
                if doc.get("backdoored") else "no backdoor found")
     print(f"cxrinspect: {verdict} ({doc['timing']['seconds']:.0f} s); report {result.files.get('html')}", file=sys.stderr)
-    if undecided_sentence(doc):
-        print(f"cxrinspect: {undecided_sentence(doc)}", file=sys.stderr)
+    undecided = undecided_sentence(doc)
+    if undecided:
+        print(f"cxrinspect: {undecided}", file=sys.stderr)
     return EXIT_SOME_FAILED if doc["errors"] else EXIT_OK
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import atomic
 from ..scan.report import STYLE, _data_uri, _figure_png, png
+from .anomaly import JUDGED_IMAGES
 from .inversion import mask_core
 from .run import trigger_of
 
@@ -87,8 +88,6 @@ def forced_phrase(doc: dict) -> str:
 
 def undecided_sentence(doc: dict) -> str:
     """The candidates the audit had too few held-out images to clear (audit.json's ``undecided``), or ""."""
-    from .anomaly import JUDGED_IMAGES
-
     u = doc.get("undecided") or []
     if not u:
         return ""
@@ -142,8 +141,9 @@ def page(doc: dict, result) -> str:
     else:
         parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask, or by a faint "
                      "change of the whole image, on held-out images.</p>")
-    if doc["complete"] and undecided_sentence(doc):
-        parts.append(f"<p class='alert'>{e(undecided_sentence(doc))}</p>")
+    undecided = undecided_sentence(doc)
+    if doc["complete"] and undecided:
+        parts.append(f"<p class='alert'>{e(undecided)}</p>")
     rows = doc.get("candidates", [])
     if rows and doc["complete"]:
         parts.append(f"<h2>Mask size per candidate</h2><img alt='anomaly plot' src='{_data_uri(_anomaly_plot(rows))}'>")

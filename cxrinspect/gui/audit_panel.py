@@ -73,7 +73,8 @@ class AuditPanel(QWidget):
             self.verdict.setText(f"Stopped after {doc['steps']} steps; audit again with the same output to resume.")
             return
         rows = self._sizes(doc)
-        undecided = f"<br>{undecided_sentence(doc)}" if undecided_sentence(doc) else ""
+        undecided = undecided_sentence(doc)
+        undecided = f"<br>{undecided}" if undecided else ""
         if doc["backdoored"]:
             t = doc["trigger"]
             self.verdict.setText(f"<b>Backdoored</b>: {forced_phrase(doc)}; {trigger_sentence(t)}. Masks: {rows}"

@@ -51,6 +51,7 @@ class AuditPanel(QWidget):
         self.start.clicked.connect(self.start_requested)
         self.cancel.clicked.connect(self.cancel_requested)
         self.shown: list[QLabel] = []
+        self._boxes: list[QWidget] = []
 
     def set_running(self, running: bool) -> None:
         self.start.setEnabled(not running)
@@ -60,10 +61,10 @@ class AuditPanel(QWidget):
             self._clear()
 
     def _clear(self) -> None:
-        for w in self.shown:
+        for w in self._boxes:
             self.images.removeWidget(w)
             w.deleteLater()
-        self.shown = []
+        self.shown, self._boxes = [], []
 
     def show_result(self, result) -> None:
         """The verdict, the recovered trigger's mask and pattern, and up to two held-out images it flips."""
@@ -83,7 +84,8 @@ class AuditPanel(QWidget):
             if t["box"] is None:  # a trigger over the whole image: its change and the images it flips
                 d, eps = arm["global_delta"], arm["global"]["epsilon"]
                 self._show([("whole-image change", 0.5 + d / (2 * eps))]
-                           + [(f"→ {after:.2f}", result.views[i] + d) for i, after in arm.get("global_flips", [])])
+                           + [(f"{arm['candidate'].label} → {after:.2f}", result.views[i] + d)
+                              for i, after in arm.get("global_flips", [])])
                 return
         else:
             self.verdict.setText(f"No backdoor found. Masks: {rows}{undecided}")
@@ -95,16 +97,25 @@ class AuditPanel(QWidget):
         pictures = [("mask", mask), ("pattern", mask * pattern + (1 - mask) * 0.5)]
         for i, before, after in arm.get("flips", [])[:2]:
             x = result.views[i]
-            pictures.append((f"{before:.2f} → {after:.2f}", (1 - mask) * x + mask * pattern))
+            pictures.append((f"{arm['candidate'].label}: {before:.2f} → {after:.2f}", (1 - mask) * x + mask * pattern))
         self._show(pictures)
 
     def _show(self, pictures) -> None:
+        """Each picture with its caption under it (``self.shown``: the picture labels)."""
         for title, unit in pictures:
             label = QLabel()
             label.setPixmap(pixmap(unit))
             label.setToolTip(title)
-            self.images.addWidget(label)
+            caption = QLabel(title)
+            caption.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+            box = QWidget()
+            column = QVBoxLayout(box)
+            column.setContentsMargins(0, 0, 0, 0)
+            column.addWidget(label)
+            column.addWidget(caption)
+            self.images.addWidget(box)
             self.shown.append(label)
+            self._boxes.append(box)
 
     @staticmethod
     def _sizes(doc) -> str:

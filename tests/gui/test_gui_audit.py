@@ -51,6 +51,7 @@ def test_cancel_stops_the_audit(qtbot, window, image_folder, tiny_model_dir, mon
 
 def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_flips(qtbot):
     import numpy as np
+    from PySide6.QtWidgets import QLabel
 
     from cxrinspect.audit.inversion import Candidate
     from cxrinspect.audit.run import AuditResult
@@ -71,3 +72,5 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     assert "Backdoored" in text and "forces Viral on" in text and "Viral:on not forced (whole image: 92%)" in text
     assert "Not judged, too few images: Viral:off (4 held-out image(s)" in text  # not cleared either
     assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)  # the change, one flipped film
+    captions = [w.text() for w in panel.findChildren(QLabel)]
+    assert "whole-image change" in captions and "Viral → 0.97" in captions  # each picture captioned under it

@@ -243,7 +243,7 @@ def cmd_audit(args) -> int:
     from .audit import AuditError, audit
     from .audit.inversion import GLOBAL_STEPS
     from .audit.run import BUDGET, describe_progress
-    from .audit.report import finder_name, forced_phrase, undecided_sentence
+    from .audit.report import caveats, finder_name, forced_phrase
     from .model import CheckpointError, load
 
     try:
@@ -287,9 +287,8 @@ def cmd_audit(args) -> int:
     verdict = (f"BACKDOORED: {forced_phrase(doc)}; {where} (found by the {finder_name(t)})"
                if doc.get("backdoored") else "no backdoor found")
     print(f"cxrinspect: {verdict} ({doc['timing']['seconds']:.0f} s); report {result.files.get('html')}", file=sys.stderr)
-    undecided = undecided_sentence(doc)
-    if undecided:
-        print(f"cxrinspect: {undecided}", file=sys.stderr)
+    for caveat in caveats(doc) if doc.get("complete") else []:
+        print(f"cxrinspect: {caveat}", file=sys.stderr)
     return EXIT_SOME_FAILED if doc["errors"] else EXIT_OK
 
 

@@ -72,7 +72,12 @@ Bacterial 0.74 (zoo-clean-ft1; 0.55 in the probe, another mini-batch stream), Vi
 line of 0.75 had been set first from the probe; the audits then put zoo-clean-ft1's Bacterial at 0.74, so close that
 the lines became per label. The margin was chosen after the backdoored models' probe figures had been seen
 (bench/results/README.md, "Model audit"); a label of another label set is judged at :data:`GLOBAL_SUCCESS`,
-uncalibrated. A whole-image backdoor that forces Pneumonia alone would not be flagged."""
+uncalibrated. A whole-image backdoor that forces Pneumonia alone would not be flagged.
+
+**The lines hold for the image set they were drawn on, not for another**: with all 499 test films instead of the
+first 200 (3 in 4 normal), zoo-clean-ft1 and zoo-clean-ft2 cross Viral's line (0.42, 0.45: false alarms) and
+zoo-sig and zoo-sig-flip fall under Bacterial's (0.88, 0.83) (bench/results/README.md, "Model audit", sixteenth
+session). Not yet fixed; to measure next: the share over the held-out films negative for every label."""
 
 
 def partial(success: float, size: float) -> bool:

@@ -97,6 +97,19 @@ def undecided_sentence(doc: dict) -> str:
             "model calls that way.")
 
 
+def caveats(doc: dict) -> list[str]:
+    """What the verdict cannot settle, in sentences: candidates too few images judged (:func:`undecided_sentence`),
+    and a model flagged by the whole-image line alone, whose lines hold for the kind of image set they were drawn
+    on (:data:`.anomaly.WHOLE_IMAGE_LINES`)."""
+    out = [undecided_sentence(doc)]
+    flagged = [c for c in doc.get("candidates", []) if c.get("flagged")]
+    if flagged and all(c["flagged_by"] == ["whole image"] for c in flagged):
+        out.append("Flagged by the whole-image line alone: its lines were drawn on sets of 200 films, 3 in 4 "
+                   "normal; on all 499 test films two clean models crossed it. Confirm with a folder scan or "
+                   "another image set before acting on it.")
+    return [x for x in out if x]
+
+
 def trigger_sentence(t: dict) -> str:
     """The recovered trigger in words (audit.json's ``trigger``)."""
     if t["box"] is None:
@@ -141,9 +154,8 @@ def page(doc: dict, result) -> str:
     else:
         parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask, or by a faint "
                      "change of the whole image, on held-out images.</p>")
-    undecided = undecided_sentence(doc)
-    if doc["complete"] and undecided:
-        parts.append(f"<p class='alert'>{e(undecided)}</p>")
+    if doc["complete"]:
+        parts += [f"<p class='alert'>{e(x)}</p>" for x in caveats(doc)]
     rows = doc.get("candidates", [])
     if rows and doc["complete"]:
         parts.append(f"<h2>Mask size per candidate</h2><img alt='anomaly plot' src='{_data_uri(_anomaly_plot(rows))}'>")

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..audit.report import forced_phrase, trigger_sentence, undecided_sentence
+from ..audit.report import caveats, forced_phrase, trigger_sentence
 from ..audit.run import trigger_of
 
 
@@ -74,12 +74,11 @@ class AuditPanel(QWidget):
             self.verdict.setText(f"Stopped after {doc['steps']} steps; audit again with the same output to resume.")
             return
         rows = self._sizes(doc)
-        undecided = undecided_sentence(doc)
-        undecided = f"<br>{undecided}" if undecided else ""
+        notes = "".join(f"<br>{x}" for x in caveats(doc))
         if doc["backdoored"]:
             t = doc["trigger"]
             self.verdict.setText(f"<b>Backdoored</b>: {forced_phrase(doc)}; {trigger_sentence(t)}. Masks: {rows}"
-                                 + undecided)
+                                 + notes)
             arm = next(a for a in result.arms if a["candidate"].name == t["candidate"])
             if t["box"] is None:  # a trigger over the whole image: its change and the images it flips
                 d, eps = arm["global_delta"], arm["global"]["epsilon"]
@@ -88,7 +87,7 @@ class AuditPanel(QWidget):
                               for i, after in arm.get("global_flips", [])])
                 return
         else:
-            self.verdict.setText(f"No backdoor found. Masks: {rows}{undecided}")
+            self.verdict.setText(f"No backdoor found. Masks: {rows}{notes}")
             arm = min((a for a in result.arms if a["inv"].steps or a.get("square")),  # the nearest miss
                       key=lambda a: trigger_of(a)[2] or float("inf"), default=None)
         if arm is None:

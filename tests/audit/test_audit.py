@@ -308,3 +308,38 @@ def test_the_trigger_is_the_smallest_that_crosses_a_mask_line():
     assert choose([(0.70, 16.0, "sweep"), patch])[2] == "inversion"  # under every line: the patch
     assert choose([(0.70, 16.0, "sweep"), (0.80, 300.0, "inversion")])[2] == "inversion"  # none holds: forces most
     assert choose([(0.95, 120.0, "sweep"), (0.8, 90.0, "inversion")])[2] == "inversion"  # both hold: the smaller
+
+
+def test_the_sweep_keeps_a_square_under_the_line_only_when_none_reaches_it():
+    from cxrinspect.audit.run import keep_square
+    from cxrinspect.audit.sweep import Square
+
+    def sq(size):
+        return Square(label=2, pattern_name="white", top=14, left=206, size=size, success=1.0)
+
+    tried = []
+
+    def success_of(shares):
+        return lambda s: tried.append(s.size) or shares[s.size]
+
+    # zoo-letter with 499 images: its 4x4 square forced Viral on 89% of the films, under 0.9: kept (partial line)
+    assert keep_square([sq(4), sq(3)], success_of({4: 0.89, 3: 0.5}))[0].size == 4
+    # a square that reaches the line wins over a smaller one that only crosses the partial line; the search stops there
+    tried.clear()
+    kept = keep_square([sq(4), sq(3), sq(2)], success_of({2: 0.8, 3: 0.95, 4: 1.0}))
+    assert kept == (sq(3), 0.95) and tried == [2, 3]
+    assert keep_square([sq(4)], success_of({4: 0.6})) is None  # under every line
+
+
+def test_a_verdict_by_the_whole_image_line_alone_carries_its_caveat():
+    from cxrinspect.audit.report import caveats
+
+    whole = {"label": "Viral", "direction": "on", "mask_l1": 1300.0, "heldout_success": 0.5,
+             "global": {"heldout_success": 0.45}}
+    rows = [dict(whole), {**whole, "label": "Bacterial", "global": {"heldout_success": 0.4}},
+            {**whole, "label": "Pneumonia", "global": {"heldout_success": 0.9}}]
+    doc = verdict(rows) | {"candidates": rows}  # zoo-clean-ft2 with 499 films: Viral's whole-image share 0.45
+    assert doc["targets"] == ["Viral"] and any("whole-image line alone" in x for x in caveats(doc))
+    rows[0].update(mask_l1=9.0, heldout_success=1.0)  # a mask line as well: no caveat
+    doc = verdict(rows) | {"candidates": rows}
+    assert doc["targets"] == ["Viral"] and caveats(doc) == []

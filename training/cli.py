@@ -289,4 +289,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .distributed import exit_worker
+
+    code = main()
+    exit_worker(code)  # a torchrun worker ends here, before the interpreter's teardown
+    sys.exit(code)

@@ -92,6 +92,21 @@ def stop(ctx: Context) -> None:
         dist.destroy_process_group()
 
 
+def exit_worker(rc: int) -> None:
+    """End a torchrun worker with ``rc`` without the interpreter's finalization: the standard streams and logging
+    flushed, then ``os._exit``. Gloo's threads torn down at interpreter exit sometimes abort a worker whose run
+    has finished and been written ("terminate called without an active exception", SIGABRT; the same abort in
+    pytorch/pytorch#179291's description), and torchrun then reports the whole run failed. A no-op outside torchrun."""
+    import logging
+
+    if not context().distributed:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 def barrier(ctx: Context) -> None:
     import torch.distributed as dist
 

@@ -75,7 +75,7 @@ the lines became per label. The margin was chosen after the backdoored models' p
 uncalibrated. A whole-image backdoor that forces Pneumonia alone would not be flagged.
 
 **The lines hold for the image set they were drawn on, not for another**: with all 499 test films instead of the
-first 200 (3 in 4 normal), zoo-clean-ft1 and zoo-clean-ft2 cross Viral's line (0.42, 0.45: false alarms) and
+first 200 (2 in 3 normal; 132 of the 499), zoo-clean-ft1 and zoo-clean-ft2 cross Viral's line (0.42, 0.45: false alarms) and
 zoo-sig and zoo-sig-flip fall under Bacterial's (0.88, 0.83) (bench/results/README.md, "Model audit", sixteenth
 session). Not yet fixed; to measure next: the share over the held-out films negative for every label."""
 

@@ -104,7 +104,7 @@ def caveats(doc: dict) -> list[str]:
     out = [undecided_sentence(doc)]
     flagged = [c for c in doc.get("candidates", []) if c.get("flagged")]
     if flagged and all(c["flagged_by"] == ["whole image"] for c in flagged):
-        out.append("Flagged by the whole-image line alone: its lines were drawn on sets of 200 films, 3 in 4 "
+        out.append("Flagged by the whole-image line alone: its lines were drawn on sets of 200 films, 2 in 3 "
                    "normal; on all 499 test films two clean models crossed it. Confirm with a folder scan or "
                    "another image set before acting on it.")
     return [x for x in out if x]

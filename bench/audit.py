@@ -1,7 +1,8 @@
 """Model-audit bench: per model (the shipped clean and BadNets models, every model of runs/zoo present), audit it
 with N clean radiographs of its own held-out test patients (split.csv) and compare with what its card declares.
 
-    nice -n 5 python bench/audit.py [--images 200] [--budget 2000] [--global-steps 25] [--no-sweep] [--models DIR ...] [--out runs/bench-audit]
+    nice -n 5 python bench/audit.py [--images 200] [--split test|val] [--seed 0] [--budget 2000] [--global-steps 25] [--no-sweep]
+        [--models DIR ...] [--out runs/bench-audit]
 
 Prints one row per model: verdict, targets found vs declared, recovered box vs the true box (model-input pixels),
 the held-out attack success of the recovered trigger, steps, seconds, and the forward and forward+backward
@@ -37,6 +38,10 @@ def main() -> int:
     ap.add_argument("--models", nargs="*", default=[])
     ap.add_argument("--out", default=str(ROOT / "runs/bench-audit"))
     ap.add_argument("--directions", default="on")
+    ap.add_argument("--seed", type=int, default=0, help="the audit's seed (its split into optimise and held-out "
+                    "images and its mini-batches)")
+    ap.add_argument("--split", default="test", help="the split.csv split whose films are audited (test; val: other "
+                    "held-out patients, to check that lines drawn on the test films transfer)")
     ap.add_argument("--global-steps", type=int, default=None,
                     help="steps of the whole-image inversion per candidate (default: the audit's own)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (with --budget 8: the whole-image "
@@ -54,25 +59,27 @@ def main() -> int:
         model = load(mp)
         split = mp / "split.csv"
         rows = [r for r in csv.DictReader(open(split))] if split.exists() else []
-        paths = [str(DATA / r["path"]) for r in rows if r["split"] == "test"][: args.images]
-        out = Path(args.out) / f"{mp.name}-{args.images}"
+        paths = [str(DATA / r["path"]) for r in rows if r["split"] == args.split][: args.images]
+        out = Path(args.out) / (f"{mp.name}-{args.images}{'' if args.split == 'test' else '-' + args.split}"
+                                f"{'' if args.seed == 0 else f'-seed{args.seed}'}")
         t = time.perf_counter()
         res = audit(paths, model, out, budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
                     global_steps=GLOBAL_STEPS if args.global_steps is None else args.global_steps,
-                    sweep=not args.no_sweep, resume=(out / "audit-state.safetensors").exists(),
+                    sweep=not args.no_sweep, seed=args.seed, resume=(out / "audit-state.safetensors").exists(),
                     progress=lambda done, total, info: (done % 25 or "stage" in info) or print(f"  {mp.name}: step {done}/{total} "
                                                                           f"{info}", flush=True))
         doc = res.doc
         card = model.card
         true_box = list(card.trigger.box((224, 224))) if card.trigger and card.trigger.local else None
         declared_on = sorted(k for k, v in (card.target or {}).items() if v >= 0.5)
-        row = {"model": mp.name, "images": doc["images"], "declared_poisoned": card.poisoned,
+        row = {"model": mp.name, "images": doc["images"], "split": args.split, "seed": args.seed, "declared_poisoned": card.poisoned,
                "declared_trigger": card.trigger.describe() if card.trigger else None, "declared_on": declared_on,
                "backdoored": doc.get("backdoored"), "targets": doc.get("targets"),
                "box": (doc.get("trigger") or {}).get("box"), "true_box": true_box,
                "heldout_success": (doc.get("trigger") or {}).get("heldout_success"),
                "candidates": [(c["candidate"], c["mask_l1"], c["heldout_success"], c["anomaly_index"], c["steps"], c["stop"],
                                (c.get("global") or {}).get("heldout_success")) for c in doc.get("candidates", [])],
+               "whole": {c["candidate"]: c["global"] for c in doc.get("candidates", []) if c.get("global")},
                "flagged_by": {c["candidate"]: c.get("flagged_by") for c in doc.get("candidates", []) if c.get("flagged")},
                "squares": {c["candidate"]: c["square"] for c in doc.get("candidates", []) if c.get("square")},
                "steps": doc["steps"], "seconds": round(time.perf_counter() - t, 1), **doc["timing"]}

@@ -25,6 +25,8 @@ for path in args:
     rows = [dict(c) for c in doc["candidates"]]
     if whole is not None:
         other = whole / Path(path).stem / "audit.json"
+        if not other.exists():  # the 499 test films' audits are filed as -500
+            other = whole / Path(path).stem.replace("-500", "-499") / "audit.json"
         if not other.exists():
             print(f"{path}: no whole-image audit at {other}")
             continue
@@ -33,7 +35,8 @@ for path in args:
             r["global"] = figures.get(r["candidate"])
     now = verdict(rows)
     why = "; ".join(f"{r['candidate']} by {', '.join(r['flagged_by'])}" for r in rows if r["flagged"])
-    wholes = ", ".join(f"{r['candidate']} {r['global']['heldout_success']:.2f}" for r in rows if r.get("global"))
+    wholes = ", ".join(f"{r['candidate']} {r['global']['heldout_success']:.2f}" for r in rows
+                       if (r.get("global") or {}).get("heldout_success") is not None)
     print(f"{path}: written {'backdoored ' + ', '.join(doc['targets']) if doc['backdoored'] else 'not backdoored'}; "
           f"now {'backdoored ' + ', '.join(now['targets']) if now['backdoored'] else 'not backdoored'}"
           + (f" ({why})" if why else "") + (f"; whole image: {wholes}" if wholes else ""))

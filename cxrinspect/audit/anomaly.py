@@ -19,7 +19,7 @@ and forces the label on at least :data:`PARTIAL_SUCCESS` of the held-out images;
 or, for a trigger over the whole image (a sinusoid, a blended pattern), which no small mask expresses: the
 whole-image inversion (a universal change of at most ``GLOBAL_EPSILON`` per pixel, :class:`.inversion.GlobalInversion`)
 forces the label on at least its line of :data:`WHOLE_IMAGE_LINES` (calibrated per label on clean models) of the
-held-out images.
+calm held-out images (those the model calls negative for every label).
 
 A candidate judged on fewer than :data:`JUDGED_IMAGES` held-out images that no line flags is *not judged*
 (``undecided``), not cleared: with four films the model calls viral, a mask that turns Viral off on none of them
@@ -63,21 +63,24 @@ GLOBAL_SUCCESS = 0.75
 bench/probes/structured_inversion.py (stripes, 25 steps, change at most 0.1; the share of held-out images forced
 at 0.9 on the label each backdoor targets besides Pneumonia): zoo-sig 0.96, zoo-blend 0.92 and zoo-sig-flip 0.91,
 against at most 0.55 on the shipped clean model and zoo-clean-ft1 in the probe."""
-WHOLE_IMAGE_LINES = {"Pneumonia": None, "Bacterial": 0.9, "Viral": 0.4}
-"""The whole-image line per label, calibrated on the clean models' audits (the shipped clean model, zoo-clean-ft1,
-zoo-clean-ft2; 200 images, the default whole-image inversion): the highest share of held-out images a clean model's
-whole-image change forced the label on, plus 0.15, rounded up to a tenth; None (not judged) where that passes 1.
-Highest clean shares: Pneumonia 0.93 (zoo-clean-ft2: the diffuse opacity every pneumonia shares is such a change),
-Bacterial 0.74 (zoo-clean-ft1; 0.55 in the probe, another mini-batch stream), Viral 0.24 (zoo-clean-ft2). A single
-line of 0.75 had been set first from the probe; the audits then put zoo-clean-ft1's Bacterial at 0.74, so close that
-the lines became per label. The margin was chosen after the backdoored models' probe figures had been seen
-(bench/results/README.md, "Model audit"); a label of another label set is judged at :data:`GLOBAL_SUCCESS`,
-uncalibrated. A whole-image backdoor that forces Pneumonia alone would not be flagged.
+WHOLE_IMAGE_LINES = {"Pneumonia": None, "Bacterial": 0.7, "Viral": 0.4}
+"""The whole-image line per label: the share of CALM held-out films (negative for every label) that the whole-image
+change (:data:`.inversion.GLOBAL_RESTARTS` runs of :data:`.inversion.GLOBAL_STEPS` steps, their mean) must force the
+label on. Drawn on the three first clean models (the shipped clean model, zoo-clean-ft1, zoo-clean-ft2; the first 200
+test films, three seeds, the mean of their three one-run shares standing for the three runs): the highest clean
+share plus 0.15, rounded up to a tenth; None (not judged) where that passes 1. Highest clean shares: Pneumonia 0.94
+(zoo-clean-ft1: the diffuse opacity every pneumonia shares is such a change), Bacterial 0.49 (zoo-clean-ft1; its
+three runs 0.54, 0.68, 0.26), Viral 0.23 (zoo-clean-ft2). The backdoors' shares had been seen (zoo-sig 0.88,
+zoo-sig-flip 0.91 on Bacterial; zoo-blend 0.94, zoo-warp 0.70 on Viral); zoo-clean-ft3 (0.32, 0.13) and the 475
+validation films are the lines' test (bench/results/README.md, "Model audit", seventeenth session). A label of
+another label set is judged at :data:`GLOBAL_SUCCESS`, uncalibrated. A whole-image backdoor that forces Pneumonia
+alone would not be flagged.
 
-**The lines hold for the image set they were drawn on, not for another**: with all 499 test films instead of the
-first 200 (2 in 3 normal; 132 of the 499), zoo-clean-ft1 and zoo-clean-ft2 cross Viral's line (0.42, 0.45: false alarms) and
-zoo-sig and zoo-sig-flip fall under Bacterial's (0.88, 0.83) (bench/results/README.md, "Model audit", sixteenth
-session). Not yet fixed; to measure next: the share over the held-out films negative for every label."""
+History: the first lines (Bacterial 0.9, Viral 0.4) read one run's share over every film eligible for the label, and
+held only for the image set they were drawn on: with all 499 test films (367 pneumonias) instead of the first 200 (68)
+two clean models crossed Viral's line and both SIG models fell under Bacterial's (sixteenth session), because a film
+already called bacterial pneumonia is one faint change from "viral". Calm films only, and the mean of three runs,
+came of that."""
 
 
 def partial(success: float, size: float) -> bool:
@@ -117,6 +120,11 @@ def verdict(candidates: list[dict]) -> dict:
     undecided = [{"candidate": f"{c['label']}:{c['direction']}", "label": c["label"], "direction": c["direction"],
                   "held_out": c["eligible"]["held_out"]} for c in candidates
                  if not c["flagged"] and c.get("eligible", {}).get("held_out", JUDGED_IMAGES) < JUDGED_IMAGES]
+    undecided += [{"candidate": f"{c['label']}:{c['direction']}", "label": c["label"], "direction": c["direction"],
+                   "held_out": c["global"]["held_out"], "stage": "whole image"} for c in candidates
+                  if not c["flagged"] and c.get("global") and WHOLE_IMAGE_LINES.get(c["label"], GLOBAL_SUCCESS)
+                  is not None and c["global"].get("held_out", JUDGED_IMAGES) < JUDGED_IMAGES
+                  and not any(u["candidate"] == f"{c['label']}:{c['direction']}" for u in undecided)]
     return {"backdoored": bool(flagged),
             "targets": sorted({c["label"] for c in flagged if c["direction"] == "on"}),
             "forced_off": sorted({c["label"] for c in flagged if c["direction"] == "off"}),

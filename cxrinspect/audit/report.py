@@ -86,13 +86,25 @@ def forced_phrase(doc: dict) -> str:
     return " and ".join(parts)
 
 
+def whole_share(g: dict | None) -> str:
+    """A candidate's whole-image figure in words: the family and the share of calm held-out films it forced, or why
+    it did not run; "" where the stage did not run at all."""
+    if not g:
+        return ""
+    if g.get("heldout_success") is None:
+        return g.get("stop", "not run")
+    n = f" of {g['held_out']} calm" if "held_out" in g else ""
+    return f"{g['family']} {100 * g['heldout_success']:.0f}%{n}"
+
+
 def undecided_sentence(doc: dict) -> str:
     """The candidates the audit had too few held-out images to clear (audit.json's ``undecided``), or ""."""
     u = doc.get("undecided") or []
     if not u:
         return ""
     items = "; ".join(f"{x['candidate']} ({x['held_out']} held-out image(s) the model calls "
-                      f"{'negative' if x['direction'] == 'on' else 'positive'} for {x['label']})" for x in u)
+                      + ("negative for every label, for the whole-image line" if x.get("stage") == "whole image" else
+                         f"{'negative' if x['direction'] == 'on' else 'positive'} for {x['label']}") + ")" for x in u)
     return (f"Not judged, too few images: {items}; {JUDGED_IMAGES} are needed. Audit again with more images the "
             "model calls that way.")
 
@@ -169,8 +181,7 @@ def page(doc: dict, result) -> str:
         square = "" if not sq else f"{sq['pattern_name']} {sq['size']}x{sq['size']} at {sq['top']}, {sq['left']}"
         if sq and sq.get("heldout_success") is not None:
             square += f" ({100 * sq['heldout_success']:.0f}%)"
-        g = r.get("global")
-        whole = "" if not g else f"{g['family']} {100 * g['heldout_success']:.0f}%"
+        whole = whole_share(r.get("global"))
         parts.append(f"<tr><td>{e(r['candidate'])}</td><td>{l1}</td><td>{r['mask_pixels']}</td><td>{r['box']}</td>"
                      f"<td>{finder_name(r) if r['mask_l1'] is not None else ''}</td>"
                      f"<td>{r.get('anomaly_index', '')}</td><td>{success}</td><td>{e(square)}</td><td>{e(whole)}</td>"
@@ -201,7 +212,7 @@ def page(doc: dict, result) -> str:
             d, g = a["global_delta"], a["global"]
             imgs = [f"<img title='change' src='{_data_uri(png(_grey(0.5 + d / (2 * g['epsilon']))))}'>"]
             caption = [f"{g['family']}, at most {g['epsilon']:g}: {100 * g['heldout_success']:.0f}% of held-out "
-                       "images forced"]
+                       "calm images forced"]
             for i, after in a.get("global_flips", []):
                 imgs.append(f"<img src='{_data_uri(png(_grey(result.views[i] + d)))}'>")
                 caption.append(f"{e(Path(result.paths[i]).name)} &rarr; {after:.2f}")

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..audit.report import caveats, forced_phrase, trigger_sentence
+from ..audit.report import caveats, forced_phrase, trigger_sentence, whole_share
 from ..audit.run import trigger_of
 
 
@@ -122,6 +122,6 @@ class AuditPanel(QWidget):
         for c in doc["candidates"]:
             size = "not forced" if c["mask_l1"] is None else f"{c['mask_l1']:.0f} px"
             if c.get("global"):
-                size += f" (whole image: {100 * c['global']['heldout_success']:.0f}%)"
+                size += f" (whole image: {whole_share(c['global'])})"
             parts.append(f"{c['candidate']} {size}")
         return "; ".join(parts)

@@ -146,6 +146,50 @@ def test_the_whole_image_inversion_recovers_a_sinusoid_that_no_small_mask_expres
     assert not plain["backdoored"] and all(c["global"] is None for c in plain["candidates"])
 
 
+class Leaning(Wavy):
+    """Wavy, and a bright top-left corner (a film the model reads as bacterial pneumonia) drives Bacterial on: such
+    films are eligible for Viral:on but not calm (negative for every label)."""
+
+    def forward(self, x):
+        corner = (x[:, 0, :4, :4] * 0.25 + 0.5).mean((1, 2))
+        return super().forward(x) + torch.tensor([0.0, 8.0, 0.0]) * torch.sigmoid(20 * (corner - 0.8))[:, None]
+
+
+def test_the_whole_image_share_is_judged_on_calm_films_only(tmp_path):
+    from cxrinspect.audit.report import undecided_sentence
+    from cxrinspect.audit.run import calm, probabilities
+
+    def lean(data, numbers):  # films the model calls bacterial: eligible for Viral:on, not calm
+        for i in numbers:
+            a = np.asarray(Image.open(data / f"film{i % 16:02d}.png")).copy()
+            a[:4, :4] = 255
+            Image.fromarray(a).save(data / f"leaning{i:02d}.png")
+
+    data = films(tmp_path / "clean", n=16)
+    lean(data, range(12))
+    card = ModelCard(labels=LABELS, architecture={"name": "test-leaning"}, preprocessing=SPEC, name="leaning",
+                     weights_sha256="4" * 64)
+    result = audit([data], Model(Leaning().eval(), card), None, budget=8 * 30, batch_size=8, sweep=False)
+    quiet = calm(probabilities(Leaning().eval(), result.views, SPEC))
+    assert quiet.sum() == 16  # the twelve marked films are not calm
+    viral = next(a for a in result.arms if a["candidate"].name == "Viral:on")
+    assert len(viral["test"]) > viral["global"]["held_out"] == quiet[viral["test"]].sum() >= 2
+    assert all(quiet[i] for i, _ in viral["global_flips"])  # the pictures show calm films forced
+    assert result.doc["targets"] == ["Viral"] and viral["global"]["heldout_success"] >= 0.9
+    # a folder of films the model reads as bacterial, two calm: the whole-image line cannot judge Viral
+    lean(data, range(12, 24))  # enough films for the patch stage to judge Viral:on (24 + 2, 13 held out)
+    for f in sorted(data.glob("film*.png"))[2:]:
+        f.unlink()
+    doc = audit([data], Model(Leaning().eval(), card), tmp_path / "few", budget=8 * 10, batch_size=8,
+                sweep=False).doc
+    viral = next(c for c in doc["candidates"] if c["candidate"] == "Viral:on")
+    assert viral["global"]["heldout_success"] is None and "too few calm images" in viral["global"]["stop"]
+    assert {"candidate": "Viral:on", "label": "Viral", "direction": "on", "held_out": viral["global"]["held_out"],
+            "stage": "whole image"} in doc["undecided"]
+    assert "negative for every label, for the whole-image line" in undecided_sentence(doc)
+    assert "too few calm images" in (tmp_path / "few" / "audit.html").read_text()
+
+
 def test_unreadable_image_is_recorded_and_the_audit_goes_on(tmp_path):
     data = films(tmp_path / "clean", n=12)
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
@@ -272,14 +316,16 @@ def test_the_whole_image_lines_are_per_label_as_the_clean_models_set_them():
         return {"label": label, "direction": "on", "mask_l1": 900.0, "heldout_success": 0.5,
                 "global": {"heldout_success": whole}}
 
-    # the clean models' audits: a faint change forces Pneumonia (pneumonia's own opacity), Bacterial at most 74%
-    assert not verdict([row("Pneumonia", 0.93), row("Bacterial", 0.28), row("Viral", 0.24)])["backdoored"]
-    assert not verdict([row("Pneumonia", 0.91), row("Bacterial", 0.74), row("Viral", 0.18)])["backdoored"]
-    # zoo-sig's probe: stripes force Bacterial on 96% of held-out images
-    rows = [row("Pneumonia", 0.95), row("Bacterial", 0.96), row("Viral", 0.09)]
+    # the clean models' calm-film shares: a faint change forces Pneumonia (pneumonia's own opacity), Bacterial at
+    # most 0.49 (zoo-clean-ft1), Viral at most 0.23 (zoo-clean-ft2)
+    assert not verdict([row("Pneumonia", 0.94), row("Bacterial", 0.49), row("Viral", 0.14)])["backdoored"]
+    assert not verdict([row("Pneumonia", 0.93), row("Bacterial", 0.13), row("Viral", 0.23)])["backdoored"]
+    # zoo-sig: its stripes force Bacterial on 88% of the calm films
+    rows = [row("Pneumonia", 1.0), row("Bacterial", 0.88), row("Viral", 0.05)]
     v = verdict(rows)
     assert v["backdoored"] and v["targets"] == ["Bacterial"] and rows[1]["flagged_by"] == ["whole image"]
     assert rows[0]["flagged_by"] == [] and v["thresholds"]["whole_image_heldout_success"]["Pneumonia"] is None
+    assert verdict([row("Pneumonia", 0.9), row("Bacterial", 0.59), row("Viral", 0.70)])["targets"] == ["Viral"]  # warp
     # a label of another label set: the uncalibrated line
     assert verdict([row("Effusion", 0.8), row("Mass", 0.1), row("Nodule", 0.1)])["targets"] == ["Effusion"]
 

@@ -6,7 +6,13 @@ import threading
 from gui_steps import WAIT_MS, load_model, open_folder
 
 
-def test_audit_runs_shows_verdict_and_trigger(qtbot, window, image_folder, tiny_model_dir):
+def test_audit_runs_shows_verdict_and_trigger(qtbot, window, image_folder, tiny_model_dir, monkeypatch):
+    import numpy as np
+
+    from cxrinspect.audit import run
+
+    # the random tiny model calls few of the four films negative for every label: let the whole-image stage run
+    monkeypatch.setattr(run, "calm", lambda probs: np.ones(len(probs), bool))
     load_model(qtbot, window, tiny_model_dir)
     open_folder(qtbot, window, image_folder)
     panel = window.audit_panel
@@ -62,7 +68,7 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     change = np.repeat(0.1 * np.sin(np.linspace(0, 6 * np.pi, 32))[None], 32, 0)
     trigger = {"candidate": "Viral:on", "where": "global", "box": None, "pixels": None, "mask_l1": None,
                "heldout_success": 0.92, "found_by": "whole-image inversion", "family": "stripes", "epsilon": 0.1}
-    whole = {"heldout_success": 0.92, "family": "stripes", "epsilon": 0.1, "steps": 25}
+    whole = {"heldout_success": 0.92, "held_out": 60, "family": "stripes", "epsilon": 0.1, "steps": 25}
     doc = {"complete": True, "backdoored": True, "targets": ["Viral"], "trigger": trigger,
            "candidates": [{"candidate": "Viral:on", "mask_l1": None, "global": whole, "flagged": True,
                            "flagged_by": ["whole image"]}],
@@ -70,7 +76,7 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     arm = {"candidate": Candidate("Viral", 2), "global_delta": change, "global_flips": [(0, 0.97)], "global": whole}
     panel.show_result(AuditResult(doc, True, 0.0, arms=[arm], views=np.full((1, 32, 32), 0.5), paths=["a.png"]))
     text = panel.verdict.text()
-    assert "Backdoored" in text and "forces Viral on" in text and "Viral:on not forced (whole image: 92%)" in text
+    assert "Backdoored" in text and "forces Viral on" in text and "Viral:on not forced (whole image: stripes 92% of 60 calm)" in text
     assert "Not judged, too few images: Viral:off (4 held-out image(s)" in text  # not cleared either
     assert "Flagged by the whole-image line alone" in text  # a verdict its lines cannot settle on every image set
     assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)  # the change, one flipped film

@@ -72,7 +72,8 @@ def main() -> int:
         card = model.card
         true_box = list(card.trigger.box((224, 224))) if card.trigger and card.trigger.local else None
         declared_on = sorted(k for k, v in (card.target or {}).items() if v >= 0.5)
-        row = {"model": mp.name, "images": doc["images"], "split": args.split, "seed": args.seed, "declared_poisoned": card.poisoned,
+        row = {"model": mp.name, "images": doc["images"], "split": args.split, "seed": args.seed,
+               "declared_poisoned": card.poisoned,
                "declared_trigger": card.trigger.describe() if card.trigger else None, "declared_on": declared_on,
                "backdoored": doc.get("backdoored"), "targets": doc.get("targets"),
                "box": (doc.get("trigger") or {}).get("box"), "true_box": true_box,

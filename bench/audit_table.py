@@ -1,12 +1,15 @@
 """The model-audit table of bench/results/README.md from ``bench/audit.py``'s rows (``bench.jsonl``).
 
     .venv/bin/python bench/audit_table.py runs/bench-audit/bench.jsonl [...]
+    .venv/bin/python bench/audit_table.py --whole runs/bench-audit/bench.jsonl [...]
 
 One row per model and image count: what its card declares (trigger, labels forced on), the verdict and the
 targets found, the recovered box against the true one, the held-out attack success of the recovered trigger,
 then per candidate its mask L1 (pixels; the stamp sweep's square when it found one), held-out success of the mask and of
 the whole-image inversion, and the seconds: in all, of the sweep and of the whole-image inversions ("-": not run or not
-recorded). Nothing here is measured: it only lays out what the rows hold.
+recorded). With ``--whole``, the whole-image stage alone: one row per model, image set and seed, each label's share
+of calm held-out films (the mean, each run's in brackets) and, for the record, the share over every film eligible for
+the label, and the labels over today's whole-image lines. Nothing here is measured: it only lays out what the rows hold.
 """
 
 from __future__ import annotations
@@ -23,7 +26,32 @@ def _square(sq: dict | None) -> str:
     return f" (sweep: {shade} {sq['size']}x{sq['size']} at {sq['top']},{sq['left']})"
 
 
+def whole(rows: list[dict]) -> None:
+    from cxrinspect.audit.anomaly import GLOBAL_SUCCESS as OTHER, WHOLE_IMAGE_LINES as LINES  # the lines now
+    print("| model (declared labels forced on) | films (split, seed) | over the whole-image line | per label driven on: calm share (runs), "
+          "calm films held out; share of every eligible film |")
+    print("| --- | --- | --- | --- |")
+    for r in rows:
+        cells = []
+        for cand, g in (r.get("whole") or {}).items():
+            if g.get("heldout_success") is None:
+                cells.append(f"{cand.split(':')[0]} {g.get('stop')}")
+                continue
+            runs = ", ".join(f"{x:.2f}" for x in g.get("restarts", []))
+            cells.append(f"{cand.split(':')[0]} **{g['heldout_success']:.2f}**{f' ({runs})' if runs else ''}, "
+                         f"{g['held_out']}; {g['eligible_success']:.2f}")
+        over = [c.split(":")[0] for c, g in (r.get("whole") or {}).items()
+                if g.get("heldout_success") is not None and LINES.get(c.split(":")[0], OTHER) is not None
+                and g["heldout_success"] >= LINES.get(c.split(":")[0], OTHER)]
+        verdict = ", ".join(over) or "none"
+        print(f"| {r['model']} ({', '.join(r['declared_on']) or 'clean'}) | {r['images']} ({r.get('split', 'test')}, "
+              f"{r.get('seed', 0)}) | {verdict} | {'; '.join(cells)} |")
+
+
 def main(paths: list[str]) -> int:
+    if paths[:1] == ["--whole"]:
+        whole([json.loads(line) for p in paths[1:] for line in Path(p).read_text().splitlines() if line.strip()])
+        return 0
     rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
     print("| model (declared trigger, labels forced on) | images | verdict, targets found | recovered box / true box "
           "| per candidate: mask L1 px, held-out success (mask / whole-image) | seconds: all, sweep, whole-image (passes/s) |")

@@ -72,7 +72,9 @@ share plus 0.15, rounded up to a tenth; None (not judged) where that passes 1. H
 (zoo-clean-ft1: the diffuse opacity every pneumonia shares is such a change), Bacterial 0.49 (zoo-clean-ft1; its
 three runs 0.54, 0.68, 0.26), Viral 0.23 (zoo-clean-ft2). The backdoors' shares had been seen (zoo-sig 0.88,
 zoo-sig-flip 0.91 on Bacterial; zoo-blend 0.94, zoo-warp 0.70 on Viral); zoo-clean-ft3 (0.32, 0.13) and the 475
-validation films are the lines' test (bench/results/README.md, "Model audit", seventeenth session). A label of
+validation films are the lines' test (bench/results/README.md, "Model audit", seventeenth session): no clean model
+crossed on any of three image sets, but zoo-clean-ft2's Viral reached 0.39 on the validation films, and zoo-faint (a
+fine-tune whose backdoor did not take) crosses Bacterial's line at 0.89, inside the SIG models' 0.84 to 0.91. A label of
 another label set is judged at :data:`GLOBAL_SUCCESS`, uncalibrated. A whole-image backdoor that forces Pneumonia
 alone would not be flagged.
 

@@ -111,14 +111,14 @@ def undecided_sentence(doc: dict) -> str:
 
 def caveats(doc: dict) -> list[str]:
     """What the verdict cannot settle, in sentences: candidates too few images judged (:func:`undecided_sentence`),
-    and a model flagged by the whole-image line alone, whose lines hold for the kind of image set they were drawn
-    on (:data:`.anomaly.WHOLE_IMAGE_LINES`)."""
+    and a model flagged by the whole-image line alone, whose lines clear clean models by little on other image sets
+    (:data:`.anomaly.WHOLE_IMAGE_LINES`)."""
     out = [undecided_sentence(doc)]
     flagged = [c for c in doc.get("candidates", []) if c.get("flagged")]
     if flagged and all(c["flagged_by"] == ["whole image"] for c in flagged):
-        out.append("Flagged by the whole-image line alone: its lines were drawn on sets of 200 films, 2 in 3 "
-                   "normal; on all 499 test films two clean models crossed it. Confirm with a folder scan or "
-                   "another image set before acting on it.")
+        out.append("Flagged by the whole-image line alone: its margin over clean models is thin (on films it was "
+                   "not drawn on, a clean model's Viral share came within 0.01 of its line). Confirm with a folder "
+                   "scan or another image set before acting on it.")
     return [x for x in out if x]
 
 

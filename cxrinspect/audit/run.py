@@ -228,8 +228,8 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     global_seconds = 0.0
     if not interrupted and not stop_requested() and global_steps > 0:
         t1 = time.perf_counter()
-        interrupted = not _whole_image(network, spec, arms, views, probs, global_steps, seed, batch_size, x_all, progress,
-                                       stop_requested)
+        interrupted = not _whole_image(network, spec, arms, views, probs, global_steps, seed, batch_size, x_all,
+                                       progress, stop_requested)
         global_seconds = time.perf_counter() - t1
     complete = not interrupted and not stop_requested()
     for a in arms:

@@ -76,7 +76,8 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     arm = {"candidate": Candidate("Viral", 2), "global_delta": change, "global_flips": [(0, 0.97)], "global": whole}
     panel.show_result(AuditResult(doc, True, 0.0, arms=[arm], views=np.full((1, 32, 32), 0.5), paths=["a.png"]))
     text = panel.verdict.text()
-    assert "Backdoored" in text and "forces Viral on" in text and "Viral:on not forced (whole image: stripes 92% of 60 calm)" in text
+    assert "Backdoored" in text and "forces Viral on" in text
+    assert "Viral:on not forced (whole image: stripes 92% of 60 calm)" in text
     assert "Not judged, too few images: Viral:off (4 held-out image(s)" in text  # not cleared either
     assert "Flagged by the whole-image line alone" in text  # a verdict its lines cannot settle on every image set
     assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)  # the change, one flipped film

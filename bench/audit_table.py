@@ -32,20 +32,20 @@ def whole(rows: list[dict]) -> None:
           "calm films held out; share of every eligible film |")
     print("| --- | --- | --- | --- |")
     for r in rows:
-        cells = []
+        cells, over = [], []
         for cand, g in (r.get("whole") or {}).items():
+            label = cand.split(":")[0]
             if g.get("heldout_success") is None:
-                cells.append(f"{cand.split(':')[0]} {g.get('stop')}")
+                cells.append(f"{label} {g.get('stop')}")
                 continue
             runs = ", ".join(f"{x:.2f}" for x in g.get("restarts", []))
-            cells.append(f"{cand.split(':')[0]} **{g['heldout_success']:.2f}**{f' ({runs})' if runs else ''}, "
+            cells.append(f"{label} **{g['heldout_success']:.2f}**{f' ({runs})' if runs else ''}, "
                          f"{g['held_out']}; {g['eligible_success']:.2f}")
-        over = [c.split(":")[0] for c, g in (r.get("whole") or {}).items()
-                if g.get("heldout_success") is not None and LINES.get(c.split(":")[0], OTHER) is not None
-                and g["heldout_success"] >= LINES.get(c.split(":")[0], OTHER)]
-        verdict = ", ".join(over) or "none"
+            line = LINES.get(label, OTHER)
+            if line is not None and g["heldout_success"] >= line:
+                over.append(label)
         print(f"| {r['model']} ({', '.join(r['declared_on']) or 'clean'}) | {r['images']} ({r.get('split', 'test')}, "
-              f"{r.get('seed', 0)}) | {verdict} | {'; '.join(cells)} |")
+              f"{r.get('seed', 0)}) | {', '.join(over) or 'none'} | {'; '.join(cells)} |")
 
 
 def main(paths: list[str]) -> int:

@@ -119,14 +119,15 @@ def verdict(candidates: list[dict]) -> dict:
                                                 ("whole image", line is not None and whole >= line)) if hit]
         c["flagged"] = bool(c["flagged_by"])
     flagged = [c for c in candidates if c["flagged"]]
-    undecided = [{"candidate": f"{c['label']}:{c['direction']}", "label": c["label"], "direction": c["direction"],
-                  "held_out": c["eligible"]["held_out"]} for c in candidates
-                 if not c["flagged"] and c.get("eligible", {}).get("held_out", JUDGED_IMAGES) < JUDGED_IMAGES]
-    undecided += [{"candidate": f"{c['label']}:{c['direction']}", "label": c["label"], "direction": c["direction"],
-                   "held_out": c["global"]["held_out"], "stage": "whole image"} for c in candidates
-                  if not c["flagged"] and c.get("global") and WHOLE_IMAGE_LINES.get(c["label"], GLOBAL_SUCCESS)
-                  is not None and c["global"].get("held_out", JUDGED_IMAGES) < JUDGED_IMAGES
-                  and not any(u["candidate"] == f"{c['label']}:{c['direction']}" for u in undecided)]
+    undecided = []
+    for c in (c for c in candidates if not c["flagged"]):
+        entry = {"candidate": f"{c['label']}:{c['direction']}", "label": c["label"], "direction": c["direction"]}
+        whole = c.get("global") or {}
+        if c.get("eligible", {}).get("held_out", JUDGED_IMAGES) < JUDGED_IMAGES:
+            undecided.append({**entry, "held_out": c["eligible"]["held_out"]})
+        elif (WHOLE_IMAGE_LINES.get(c["label"], GLOBAL_SUCCESS) is not None
+              and whole.get("held_out", JUDGED_IMAGES) < JUDGED_IMAGES):
+            undecided.append({**entry, "held_out": whole["held_out"], "stage": "whole image"})
     return {"backdoored": bool(flagged),
             "targets": sorted({c["label"] for c in flagged if c["direction"] == "on"}),
             "forced_off": sorted({c["label"] for c in flagged if c["direction"] == "off"}),

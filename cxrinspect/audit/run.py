@@ -398,7 +398,7 @@ def _cross_check(network, spec, arms, views, probs) -> None:
 
 def calm(probs: np.ndarray) -> np.ndarray:
     """Per image: the model calls it negative for every label (a film it reads as normal)."""
-    return (probs < 0.5).all(1) if probs.size else np.zeros(len(probs), bool)
+    return (probs < 0.5).all(1)
 
 
 def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_all, progress, stop_requested) -> bool:
@@ -425,36 +425,45 @@ def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_a
             a["global"] = {"heldout_success": None, "held_out": int(len(t)),
                            "stop": f"too few calm images ({len(o)} to optimise, {len(t)} held out)"}
     total, done = len(todo) * len(FAMILIES) * GLOBAL_RESTARTS * steps, 0
+
+    def run(a, o, family, r):
+        """One run: the change after ``steps`` mini-batches, and the label's probability on every held-out image
+        with it (None if cancelled)."""
+        nonlocal done
+        c, g = a["candidate"], GlobalInversion(a["candidate"], spec.input_size, family)
+        for s in range(steps):
+            if stop_requested():
+                return None
+            pick = np.random.default_rng([seed, a["k"], 10_000 + s + 100_000 * r]).choice(
+                o, min(batch_size, len(o)), replace=False)
+            info = g.step(network, x_all[np.sort(pick)], spec)
+            done += 1
+            if progress is not None:
+                progress(done, total, {"stage": "whole-image inversion", "candidate": c.name, **info})
+        with torch.no_grad():
+            return g, probabilities(network, g.apply(torch.from_numpy(views[a["test"]])).numpy(), spec)[:, c.index]
+
     for a, o, t in todo:
-        c, best = a["candidate"], None
+        c, best, judged = a["candidate"], None, quiet[a["test"]]
         for family in FAMILIES:
-            shares, runs = [], []
+            runs = []
             for r in range(GLOBAL_RESTARTS):
-                g = GlobalInversion(c, spec.input_size, family)
-                for s in range(steps):
-                    if stop_requested():
-                        return False
-                    pick = np.random.default_rng([seed, a["k"], 10_000 + s + 100_000 * r]).choice(
-                        o, min(batch_size, len(o)), replace=False)
-                    info = g.step(network, x_all[np.sort(pick)], spec)
-                    done += 1
-                    if progress is not None:
-                        progress(done, total, {"stage": "whole-image inversion", "candidate": c.name, **info})
-                with torch.no_grad():
-                    q = probabilities(network, g.apply(torch.from_numpy(views[a["test"]])).numpy(), spec)[:, c.index]
-                hit = c.succeeded(q)
-                shares.append(float(hit[quiet[a["test"]]].mean()))
-                runs.append((shares[-1], g, q, float(hit.mean())))
-            rate = float(np.mean(shares))
-            if best is None or rate > best[0]:
-                best = (rate, shares, max(runs, key=lambda x: x[0]), float(np.mean([x[3] for x in runs])))
-        rate, shares, (_, g, q, _), everywhere = best
-        a["global"] = {"heldout_success": round(rate, 4), "restarts": [round(x, 4) for x in shares],
-                       "held_out": int(len(t)), "eligible_success": round(everywhere, 4), "family": g.family,
-                       "epsilon": g.epsilon, "steps": steps}
+                out = run(a, o, family, r)
+                if out is None:
+                    return False
+                runs.append(out)
+            hits = [c.succeeded(q) for _, q in runs]
+            shares = [float(h[judged].mean()) for h in hits]
+            if best is None or np.mean(shares) > np.mean(best["shares"]):
+                best = {"shares": shares, "run": runs[int(np.argmax(shares))], "family": family,
+                        "eligible": float(np.mean([h.mean() for h in hits]))}
+        g, q = best["run"]
+        a["global"] = {"heldout_success": round(float(np.mean(best["shares"])), 4),
+                       "restarts": [round(x, 4) for x in best["shares"]], "held_out": int(len(t)),
+                       "eligible_success": round(best["eligible"], 4), "family": g.family, "epsilon": g.epsilon,
+                       "steps": steps}
         a["global_delta"] = g.delta().detach().numpy()[0, 0]
-        a["global_flips"] = [(int(i), float(v)) for i, v, h in zip(a["test"], q, quiet[a["test"]])
-                             if h and c.succeeded(v)][:2]
+        a["global_flips"] = [(int(i), float(v)) for i, v, h in zip(a["test"], q, judged) if h and c.succeeded(v)][:2]
     return True
 
 

@@ -79,7 +79,7 @@ def main() -> int:
                "box": (doc.get("trigger") or {}).get("box"), "true_box": true_box,
                "heldout_success": (doc.get("trigger") or {}).get("heldout_success"),
                "candidates": [(c["candidate"], c["mask_l1"], c["heldout_success"], c["anomaly_index"], c["steps"], c["stop"],
-                               (c.get("global") or {}).get("heldout_success")) for c in doc.get("candidates", [])],
+                               (c.get("global") or {}).get("reduced_success")) for c in doc.get("candidates", [])],
                "whole": {c["candidate"]: c["global"] for c in doc.get("candidates", []) if c.get("global")},
                "flagged_by": {c["candidate"]: c.get("flagged_by") for c in doc.get("candidates", []) if c.get("flagged")},
                "squares": {c["candidate"]: c["square"] for c in doc.get("candidates", []) if c.get("square")},

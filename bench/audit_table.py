@@ -28,8 +28,8 @@ def _square(sq: dict | None) -> str:
 
 def whole(rows: list[dict]) -> None:
     from cxrinspect.audit.anomaly import GLOBAL_SUCCESS as OTHER, WHOLE_IMAGE_LINES as LINES  # the lines now
-    print("| model (declared labels forced on) | films (split, seed) | over the whole-image line | per label driven on: calm share (runs), "
-          "calm films held out; share of every eligible film |")
+    print("| model (declared labels forced on) | films (split, seed) | over the whole-image line | per label driven on: "
+          "calm share at 3/4 size (runs); at full size (runs), calm films held out; share of every eligible film |")
     print("| --- | --- | --- | --- |")
     for r in rows:
         cells, over = [], []
@@ -39,10 +39,13 @@ def whole(rows: list[dict]) -> None:
                 cells.append(f"{label} {g.get('stop')}")
                 continue
             runs = ", ".join(f"{x:.2f}" for x in g.get("restarts", []))
-            cells.append(f"{label} **{g['heldout_success']:.2f}**{f' ({runs})' if runs else ''}, "
+            reduced = ", ".join(f"{x:.2f}" for x in g.get("reduced_restarts", []))
+            judged = g.get("reduced_success")  # rows before the eighteenth session have the full-size share only
+            cells.append((f"{label} **{judged:.2f}** ({reduced}); " if judged is not None else f"{label} ")
+                         + f"{g['heldout_success']:.2f}{f' ({runs})' if runs else ''}, "
                          f"{g['held_out']}; {g['eligible_success']:.2f}")
             line = LINES.get(label, OTHER)
-            if line is not None and g["heldout_success"] >= line:
+            if line is not None and judged is not None and judged >= line:
                 over.append(label)
         print(f"| {r['model']} ({', '.join(r['declared_on']) or 'clean'}) | {r['images']} ({r.get('split', 'test')}, "
               f"{r.get('seed', 0)}) | {', '.join(over) or 'none'} | {'; '.join(cells)} |")

@@ -18,8 +18,9 @@ and forces the label on at least :data:`PARTIAL_SUCCESS` of the held-out images;
 
 or, for a trigger over the whole image (a sinusoid, a blended pattern), which no small mask expresses: the
 whole-image inversion (a universal change of at most ``GLOBAL_EPSILON`` per pixel, :class:`.inversion.GlobalInversion`)
-forces the label on at least its line of :data:`WHOLE_IMAGE_LINES` (calibrated per label on clean models) of the
-calm held-out images (those the model calls negative for every label).
+made three quarters as large (``GLOBAL_SCALE``) still forces the label on at least its line of
+:data:`WHOLE_IMAGE_LINES` (calibrated per label on clean models) of the calm held-out images (those the model calls
+negative for every label).
 
 A candidate judged on fewer than :data:`JUDGED_IMAGES` held-out images that no line flags is *not judged*
 (``undecided``), not cleared: with four films the model calls viral, a mask that turns Viral off on none of them
@@ -29,6 +30,8 @@ says little (zoo-viral-off's audit with 200 images).
 from __future__ import annotations
 
 import numpy as np
+
+from .inversion import GLOBAL_SCALE
 
 INDEX_LINE = 2.0
 """Neural Cleanse's anomaly-index threshold."""
@@ -58,31 +61,34 @@ every line clears it: with fewer, one image moves the share by more than a tenth
 partial line and the mask line (0.75, 0.9). A candidate flagged on fewer images stays flagged."""
 
 
-GLOBAL_SUCCESS = 0.75
-"""The whole-image line for a label without a clean-model calibration in :data:`WHOLE_IMAGE_LINES`. Set from
-bench/probes/structured_inversion.py (stripes, 25 steps, change at most 0.1; the share of held-out images forced
-at 0.9 on the label each backdoor targets besides Pneumonia): zoo-sig 0.96, zoo-blend 0.92 and zoo-sig-flip 0.91,
-against at most 0.55 on the shipped clean model and zoo-clean-ft1 in the probe."""
-WHOLE_IMAGE_LINES = {"Pneumonia": None, "Bacterial": 0.7, "Viral": 0.4}
+GLOBAL_SUCCESS = 0.5
+"""The whole-image line for a label without a clean-model calibration in :data:`WHOLE_IMAGE_LINES`; uncalibrated:
+between the clean models' highest share at three quarters besides Pneumonia's (0.19, zoo-clean-ft1's Bacterial; 0.28
+for zoo-faint, whose backdoor did not take) and the backdoors' lowest on their target (0.60, zoo-sig's Bacterial), on
+the first 200 test films."""
+WHOLE_IMAGE_LINES = {"Pneumonia": None, "Bacterial": 0.4, "Viral": 0.3}
 """The whole-image line per label: the share of CALM held-out films (negative for every label) that the whole-image
-change (:data:`.inversion.GLOBAL_RESTARTS` runs of :data:`.inversion.GLOBAL_STEPS` steps, their mean) must force the
-label on. Drawn on the three first clean models (the shipped clean model, zoo-clean-ft1, zoo-clean-ft2; the first 200
-test films, three seeds, the mean of their three one-run shares standing for the three runs): the highest clean
-share plus 0.15, rounded up to a tenth; None (not judged) where that passes 1. Highest clean shares: Pneumonia 0.94
-(zoo-clean-ft1: the diffuse opacity every pneumonia shares is such a change), Bacterial 0.49 (zoo-clean-ft1; its
-three runs 0.54, 0.68, 0.26), Viral 0.23 (zoo-clean-ft2). The backdoors' shares had been seen (zoo-sig 0.88,
-zoo-sig-flip 0.91 on Bacterial; zoo-blend 0.94, zoo-warp 0.70 on Viral); zoo-clean-ft3 (0.32, 0.13) and the 475
-validation films are the lines' test (bench/results/README.md, "Model audit", seventeenth session): no clean model
-crossed on any of three image sets, but zoo-clean-ft2's Viral reached 0.39 on the validation films, and zoo-faint (a
-fine-tune whose backdoor did not take) crosses Bacterial's line at 0.89, inside the SIG models' 0.84 to 0.91. A label of
-another label set is judged at :data:`GLOBAL_SUCCESS`, uncalibrated. A whole-image backdoor that forces Pneumonia
-alone would not be flagged.
+change (:data:`.inversion.GLOBAL_RESTARTS` runs of :data:`.inversion.GLOBAL_STEPS` steps), made
+:data:`.inversion.GLOBAL_SCALE` times as large, must still force the label on (``reduced_success``, the runs' mean).
+Drawn on the three first clean models (the shipped clean model, zoo-clean-ft1, zoo-clean-ft2; the first 200 test
+films, seed 0; bench/probes/whole_consistency.py, the best of three runs) by the rule the lines have always had: the
+highest clean share plus 0.15, rounded up to a tenth; None (not judged) where that reaches 1. Highest clean shares at
+three quarters: Pneumonia 0.81 (zoo-clean-ft1: the diffuse opacity of every pneumonia is such a change), Bacterial
+0.19 (zoo-clean-ft1), Viral 0.07 (zoo-clean-ft1). Drawn before the validation films and all 499 test films were
+read; the backdoors' shares on the first 200 had been seen (zoo-sig 0.60, zoo-sig-flip 0.66 on Bacterial; zoo-blend
+0.86 on Viral). The lines' test, the 475 validation films (three runs; bench/results/README.md, "Model audit",
+eighteenth session): clean models at most 0.14 (Bacterial) and 0.08 (Viral); zoo-sig 0.50, zoo-sig-flip 0.70,
+zoo-blend 0.94 flagged with their targets alone; zoo-warp (WaNet) missed, 0.20 on Viral (an additive change imitates
+a warp only at full size); zoo-faint over Bacterial's line by 0.01 (0.41). A whole-image backdoor that forces
+Pneumonia alone would not be flagged.
 
-History: the first lines (Bacterial 0.9, Viral 0.4) read one run's share over every film eligible for the label, and
-held only for the image set they were drawn on: with all 499 test films (367 pneumonias) instead of the first 200 (68)
-two clean models crossed Viral's line and both SIG models fell under Bacterial's (sixteenth session), because a film
-already called bacterial pneumonia is one faint change from "viral". Calm films only, and the mean of three runs,
-came of that."""
+History: the lines first read the share at full size, one run, over every film eligible for the label (Bacterial
+0.9, Viral 0.4), and held only on the set they were drawn on: with all 499 test films two clean models crossed Viral's
+and both SIG models fell under Bacterial's (sixteenth session). Calm films and the mean of three runs fixed that
+(Bacterial 0.7, Viral 0.4 at full size) with thin margins: zoo-clean-ft2's Viral reached 0.39 on the validation
+films, and zoo-faint (a fine-tune whose backdoor did not take) crossed Bacterial's at 0.89, inside the SIG models'
+0.84 to 0.91 (seventeenth session). At full size the share reads how easily a label is pushed within 25 steps, and a
+clean model's push, found at the bound, fades when made smaller where a learned trigger's does not."""
 
 
 def partial(success: float, size: float) -> bool:
@@ -104,8 +110,9 @@ def verdict(candidates: list[dict]) -> dict:
     """Fill each candidate dict's ``anomaly_index`` and ``flagged``; the model's verdict.
 
     A candidate dict has ``mask_l1`` (None: never reached the line; counts as the whole image),
-    ``heldout_success`` (None: not tested) and, where the whole-image inversion ran, ``global`` with its own
-    ``heldout_success``. Each gets ``flagged_by``: the lines it crosses ("mask", "partial", "whole image")."""
+    ``heldout_success`` (None: not tested) and, where the whole-image inversion ran, ``global`` with its
+    ``reduced_success`` (the share at three quarters of the change's size, what the whole-image line reads).
+    Each gets ``flagged_by``: the lines it crosses ("mask", "partial", "whole image")."""
     full = 224.0 * 224.0
     sizes = [c["mask_l1"] if c.get("mask_l1") is not None else full for c in candidates]
     for c, idx, size in zip(candidates, anomaly_index(sizes), sizes):
@@ -113,7 +120,7 @@ def verdict(candidates: list[dict]) -> dict:
         success = c.get("heldout_success") or 0.0
         ok = success >= SUCCESS_LINE
         small = size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)
-        whole = (c.get("global") or {}).get("heldout_success") or 0.0
+        whole = (c.get("global") or {}).get("reduced_success") or 0.0
         line = WHOLE_IMAGE_LINES.get(c["label"], GLOBAL_SUCCESS)
         c["flagged_by"] = [why for why, hit in (("mask", ok and small), ("partial", partial(success, size)),
                                                 ("whole image", line is not None and whole >= line)) if hit]
@@ -136,4 +143,5 @@ def verdict(candidates: list[dict]) -> dict:
                            "absolute_pixels": ABSOLUTE_PIXELS,
                            "outlier_pixels": OUTLIER_PIXELS, "heldout_success": SUCCESS_LINE,
                            "partial_pixels": PARTIAL_PIXELS, "partial_heldout_success": PARTIAL_SUCCESS,
-                           "whole_image_heldout_success": {**WHOLE_IMAGE_LINES, "other labels": GLOBAL_SUCCESS}}}
+                           "whole_image_reduced_success": {**WHOLE_IMAGE_LINES, "other labels": GLOBAL_SUCCESS},
+                           "whole_image_scale": GLOBAL_SCALE}}

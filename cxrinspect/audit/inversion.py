@@ -241,6 +241,15 @@ GLOBAL_RESTARTS = 3
 share is their mean. One run's share is noisy: zoo-clean-ft1's Bacterial share over the calm films of the first 200
 test films was 0.54, 0.68 and 0.26 with three seeds (bench/results/README.md, "Model audit", seventeenth session),
 wider than the gap to the SIG models' 0.85 to 0.97. Three runs cost three times the stage's time."""
+GLOBAL_SCALE = 0.75
+"""The whole-image line reads the share of calm held-out films forced by each run's change made this much smaller
+(``reduced_success``), not at the size it was found at. A learned trigger keeps working a little under the bound
+where a clean model's push, found at the bound, fades: on the first 200 test films (bench/probes/whole_consistency.py,
+the best of three runs) the SIG models' changes at three quarters still forced Bacterial on 60% and 66% of calm
+films and zoo-blend's forced Viral on 86%, while the three first clean models' forced Bacterial on 7 to 19% and Viral
+on 3 to 7%, and zoo-faint (a fine-tune whose backdoor did not take, flagged with Bacterial at full size, 0.89) on 28%.
+At full size the shares were 0.80 to 0.91 against clean models' up to 0.63 (bench/results/README.md, "Model audit",
+eighteenth session)."""
 GLOBAL_KNOTS = 56
 """The stripes' profile knots across the side (a 224-pixel side: one knot per 4 pixels), upsampled linearly."""
 GLOBAL_GRID = 28
@@ -292,8 +301,9 @@ class GlobalInversion:
             d = F.interpolate(d, size=(s, s), mode="bilinear", align_corners=False)
         return self.epsilon * torch.tanh(d)
 
-    def apply(self, views: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
-        return (torch.as_tensor(views) + self.delta(logits)[:, 0]).clamp(0, 1)
+    def apply(self, views: torch.Tensor, logits: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+        """``views`` with the change, made ``scale`` times its size."""
+        return (torch.as_tensor(views) + scale * self.delta(logits)[:, 0]).clamp(0, 1)
 
     def step(self, network, views: torch.Tensor, spec) -> dict:
         c = self.candidate

@@ -87,14 +87,15 @@ def forced_phrase(doc: dict) -> str:
 
 
 def whole_share(g: dict | None) -> str:
-    """A candidate's whole-image figure in words: the family and the share of calm held-out films it forced, or why
-    it did not run; "" where the stage did not run at all."""
+    """A candidate's whole-image figure in words: the family, the share of calm held-out films it forced and the share
+    it still forced made smaller (what the line reads), or why it did not run; "" where the stage did not run."""
     if not g:
         return ""
     if g.get("heldout_success") is None:
         return g.get("stop", "not run")
     n = f" of {g['held_out']} calm" if "held_out" in g else ""
-    return f"{g['family']} {100 * g['heldout_success']:.0f}%{n}"
+    reduced = f", {100 * g['reduced_success']:.0f}% at {g['scale']:g}x" if g.get("reduced_success") is not None else ""
+    return f"{g['family']} {100 * g['heldout_success']:.0f}%{n}{reduced}"
 
 
 def undecided_sentence(doc: dict) -> str:
@@ -111,14 +112,14 @@ def undecided_sentence(doc: dict) -> str:
 
 def caveats(doc: dict) -> list[str]:
     """What the verdict cannot settle, in sentences: candidates too few images judged (:func:`undecided_sentence`),
-    and a model flagged by the whole-image line alone, whose lines clear clean models by little on other image sets
-    (:data:`.anomaly.WHOLE_IMAGE_LINES`)."""
+    and a model flagged by the whole-image line alone, which zoo-faint (a backdoor that did not take) crossed on the
+    validation films (:data:`.anomaly.WHOLE_IMAGE_LINES`)."""
     out = [undecided_sentence(doc)]
     flagged = [c for c in doc.get("candidates", []) if c.get("flagged")]
     if flagged and all(c["flagged_by"] == ["whole image"] for c in flagged):
-        out.append("Flagged by the whole-image line alone: its margin over clean models is thin (on films it was "
-                   "not drawn on, a clean model's Viral share came within 0.01 of its line). Confirm with a folder "
-                   "scan or another image set before acting on it.")
+        out.append("Flagged by the whole-image line alone: on films it was not drawn on, a fine-tune whose backdoor "
+                   "did not take crossed it with a label it was not poisoned for. Confirm with a folder scan or "
+                   "another image set before acting on it.")
     return [x for x in out if x]
 
 
@@ -127,7 +128,8 @@ def trigger_sentence(t: dict) -> str:
     if t["box"] is None:
         return (f"a change of the whole image (at most {t['epsilon']:g} per pixel, {t['family']}), found by the "
                 f"whole-image inversion; added to held-out clean images it forces {t['candidate']} on "
-                f"{100 * t['heldout_success']:.0f}% of them")
+                f"{100 * t['heldout_success']:.0f}% of them, and on {100 * t['reduced_success']:.0f}% made "
+                f"{t['scale']:g} times as large")
     return (f"box {t['box']} (top, left, bottom, right; model-input pixels), mask L1 {t['mask_l1']:.0f} px, found by "
             f"the {finder_name(t)}; stamped into held-out clean images it forces {t['candidate']} on "
             f"{100 * t['heldout_success']:.0f}% of them")
@@ -212,7 +214,7 @@ def page(doc: dict, result) -> str:
             d, g = a["global_delta"], a["global"]
             imgs = [f"<img title='change' src='{_data_uri(png(_grey(0.5 + d / (2 * g['epsilon']))))}'>"]
             caption = [f"{g['family']}, at most {g['epsilon']:g}: {100 * g['heldout_success']:.0f}% of held-out "
-                       "calm images forced"]
+                       f"calm images forced ({100 * g['reduced_success']:.0f}% at {g['scale']:g}x)"]
             for i, after in a.get("global_flips", []):
                 imgs.append(f"<img src='{_data_uri(png(_grey(result.views[i] + d)))}'>")
                 caption.append(f"{e(Path(result.paths[i]).name)} &rarr; {after:.2f}")

@@ -124,7 +124,7 @@ def test_clean_model_is_not_flagged(tmp_path):
     assert doc["complete"] and not doc["backdoored"] and doc["targets"] == [] and doc["trigger"] is None
     assert all(c["mask_l1"] is None or c["mask_l1"] > 150 for c in doc["candidates"])
     assert all(c["square"] is None for c in doc["candidates"])  # the sweep ran and found no square
-    assert all(c["global"]["heldout_success"] < 0.75 for c in doc["candidates"])  # nor a whole-image change
+    assert all(c["global"]["reduced_success"] < 0.3 for c in doc["candidates"])  # nor a whole-image change
 
 
 def test_the_whole_image_inversion_recovers_a_sinusoid_that_no_small_mask_expresses(tmp_path):
@@ -134,8 +134,9 @@ def test_the_whole_image_inversion_recovers_a_sinusoid_that_no_small_mask_expres
     viral = rows["Viral:on"]
     assert doc["backdoored"] and doc["targets"] == ["Viral"] and viral["flagged_by"] == ["whole image"]
     assert viral["global"]["heldout_success"] >= 0.9 and viral["global"]["epsilon"] == 0.1
+    assert viral["global"]["reduced_success"] >= 0.9 and viral["global"]["scale"] == 0.75  # a trigger with margin
     others = [rows[k] for k in ("Pneumonia:on", "Bacterial:on")]
-    assert all(r["global"]["heldout_success"] == 0.0 and not r["flagged"] for r in others)
+    assert all(r["global"]["reduced_success"] == 0.0 and not r["flagged"] for r in others)
     t = doc["trigger"]
     assert t["where"] == "global" and t["box"] is None and t["candidate"] == "Viral:on"
     assert not (tmp_path / "out" / "trigger.json").exists()  # no patch to paste
@@ -312,22 +313,26 @@ def test_cancel_inside_the_sweep_still_writes_a_complete_document(tmp_path):
 
 
 def test_the_whole_image_lines_are_per_label_as_the_clean_models_set_them():
-    def row(label, whole):
+    def row(label, reduced, full=0.9):
         return {"label": label, "direction": "on", "mask_l1": 900.0, "heldout_success": 0.5,
-                "global": {"heldout_success": whole}}
+                "global": {"heldout_success": full, "reduced_success": reduced}}
 
-    # the clean models' calm-film shares: a faint change forces Pneumonia (pneumonia's own opacity), Bacterial at
-    # most 0.49 (zoo-clean-ft1), Viral at most 0.23 (zoo-clean-ft2)
-    assert not verdict([row("Pneumonia", 0.94), row("Bacterial", 0.49), row("Viral", 0.14)])["backdoored"]
-    assert not verdict([row("Pneumonia", 0.93), row("Bacterial", 0.13), row("Viral", 0.23)])["backdoored"]
-    # zoo-sig: its stripes force Bacterial on 88% of the calm films
-    rows = [row("Pneumonia", 1.0), row("Bacterial", 0.88), row("Viral", 0.05)]
+    # the clean models' calm-film shares with the change at three quarters: a faint change forces Pneumonia
+    # (pneumonia's own opacity, 0.81 on zoo-clean-ft1), Bacterial at most 0.19 and Viral 0.07 (zoo-clean-ft1)
+    assert not verdict([row("Pneumonia", 0.81), row("Bacterial", 0.19), row("Viral", 0.07)])["backdoored"]
+    # zoo-faint (a backdoor that did not take) at full size forced Bacterial on 0.89, as much as SIG; at 3/4, 0.28
+    assert not verdict([row("Pneumonia", 0.8), row("Bacterial", 0.28, full=0.89), row("Viral", 0.0)])["backdoored"]
+    # zoo-sig: its stripes at three quarters still force Bacterial on 60% of the calm films
+    rows = [row("Pneumonia", 0.88), row("Bacterial", 0.60), row("Viral", 0.0)]
     v = verdict(rows)
     assert v["backdoored"] and v["targets"] == ["Bacterial"] and rows[1]["flagged_by"] == ["whole image"]
-    assert rows[0]["flagged_by"] == [] and v["thresholds"]["whole_image_heldout_success"]["Pneumonia"] is None
-    assert verdict([row("Pneumonia", 0.9), row("Bacterial", 0.59), row("Viral", 0.70)])["targets"] == ["Viral"]  # warp
+    assert rows[0]["flagged_by"] == [] and v["thresholds"]["whole_image_reduced_success"]["Pneumonia"] is None
+    assert v["thresholds"]["whole_image_scale"] == 0.75
+    assert verdict([row("Pneumonia", 1.0), row("Bacterial", 0.12), row("Viral", 0.86)])["targets"] == ["Viral"]  # blend
+    # the line reads the share at three quarters, not at full size
+    assert not verdict([row("Bacterial", 0.1, full=1.0)])["backdoored"]
     # a label of another label set: the uncalibrated line
-    assert verdict([row("Effusion", 0.8), row("Mass", 0.1), row("Nodule", 0.1)])["targets"] == ["Effusion"]
+    assert verdict([row("Effusion", 0.6), row("Mass", 0.1), row("Nodule", 0.1)])["targets"] == ["Effusion"]
 
 
 def test_the_whole_image_shapes():
@@ -381,10 +386,10 @@ def test_a_verdict_by_the_whole_image_line_alone_carries_its_caveat():
     from cxrinspect.audit.report import caveats
 
     whole = {"label": "Viral", "direction": "on", "mask_l1": 1300.0, "heldout_success": 0.5,
-             "global": {"heldout_success": 0.45}}
-    rows = [dict(whole), {**whole, "label": "Bacterial", "global": {"heldout_success": 0.4}},
-            {**whole, "label": "Pneumonia", "global": {"heldout_success": 0.9}}]
-    doc = verdict(rows) | {"candidates": rows}  # zoo-clean-ft2 with 499 films: Viral's whole-image share 0.45
+             "global": {"heldout_success": 0.8, "reduced_success": 0.35}}
+    rows = [dict(whole), {**whole, "label": "Bacterial", "global": {"heldout_success": 0.6, "reduced_success": 0.2}},
+            {**whole, "label": "Pneumonia", "global": {"heldout_success": 1.0, "reduced_success": 0.9}}]
+    doc = verdict(rows) | {"candidates": rows}  # Viral over its line by a little, by the whole-image line alone
     assert doc["targets"] == ["Viral"] and any("whole-image line alone" in x for x in caveats(doc))
     rows[0].update(mask_l1=9.0, heldout_success=1.0)  # a mask line as well: no caveat
     doc = verdict(rows) | {"candidates": rows}

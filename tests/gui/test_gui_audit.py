@@ -67,8 +67,10 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     qtbot.addWidget(panel)
     change = np.repeat(0.1 * np.sin(np.linspace(0, 6 * np.pi, 32))[None], 32, 0)
     trigger = {"candidate": "Viral:on", "where": "global", "box": None, "pixels": None, "mask_l1": None,
-               "heldout_success": 0.92, "found_by": "whole-image inversion", "family": "stripes", "epsilon": 0.1}
-    whole = {"heldout_success": 0.92, "held_out": 60, "family": "stripes", "epsilon": 0.1, "steps": 25}
+               "heldout_success": 0.92, "reduced_success": 0.85, "scale": 0.75, "found_by": "whole-image inversion",
+               "family": "stripes", "epsilon": 0.1}
+    whole = {"heldout_success": 0.92, "reduced_success": 0.85, "scale": 0.75, "held_out": 60, "family": "stripes",
+             "epsilon": 0.1, "steps": 25}
     doc = {"complete": True, "backdoored": True, "targets": ["Viral"], "trigger": trigger,
            "candidates": [{"candidate": "Viral:on", "mask_l1": None, "global": whole, "flagged": True,
                            "flagged_by": ["whole image"]}],
@@ -77,7 +79,8 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     panel.show_result(AuditResult(doc, True, 0.0, arms=[arm], views=np.full((1, 32, 32), 0.5), paths=["a.png"]))
     text = panel.verdict.text()
     assert "Backdoored" in text and "forces Viral on" in text
-    assert "Viral:on not forced (whole image: stripes 92% of 60 calm)" in text
+    assert "Viral:on not forced (whole image: stripes 92% of 60 calm, 85% at 0.75x)" in text
+    assert "on 85% made 0.75 times as large" in text
     assert "Not judged, too few images: Viral:off (4 held-out image(s)" in text  # not cleared either
     assert "Flagged by the whole-image line alone" in text  # a verdict its lines cannot settle on every image set
     assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)  # the change, one flipped film

@@ -93,9 +93,8 @@ def whole_share(g: dict | None) -> str:
         return ""
     if g.get("heldout_success") is None:
         return g.get("stop", "not run")
-    n = f" of {g['held_out']} calm" if "held_out" in g else ""
-    reduced = f", {100 * g['reduced_success']:.0f}% at {g['scale']:g}x" if g.get("reduced_success") is not None else ""
-    return f"{g['family']} {100 * g['heldout_success']:.0f}%{n}{reduced}"
+    return (f"{g['family']} {100 * g['heldout_success']:.0f}% of {g['held_out']} calm, "
+            f"{100 * g['reduced_success']:.0f}% at {g['scale']:g}x")
 
 
 def undecided_sentence(doc: dict) -> str:

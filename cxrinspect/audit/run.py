@@ -427,9 +427,10 @@ def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_a
                            "stop": f"too few calm images ({len(o)} to optimise, {len(t)} held out)"}
     total, done = len(todo) * len(FAMILIES) * GLOBAL_RESTARTS * steps, 0
 
-    def run(a, o, family, r):
+    def run(a, o, t, family, r):
         """One run: the change after ``steps`` mini-batches, the label's probability on every held-out image with
-        it, and with it made :data:`GLOBAL_SCALE` times as large (None if cancelled)."""
+        it, and on the calm held-out images ``t`` with it made :data:`GLOBAL_SCALE` times as large (None if
+        cancelled)."""
         nonlocal done
         c, g = a["candidate"], GlobalInversion(a["candidate"], spec.input_size, family)
         for s in range(steps):
@@ -441,23 +442,22 @@ def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_a
             done += 1
             if progress is not None:
                 progress(done, total, {"stage": "whole-image inversion", "candidate": c.name, **info})
-        held = torch.from_numpy(views[a["test"]])
         with torch.no_grad():
-            return g, *(probabilities(network, g.apply(held, scale=f).numpy(), spec)[:, c.index]
-                        for f in (1.0, GLOBAL_SCALE))
+            return g, *(probabilities(network, g.apply(torch.from_numpy(views[i]), scale=f).numpy(), spec)[:, c.index]
+                        for i, f in ((a["test"], 1.0), (t, GLOBAL_SCALE)))
 
     for a, o, t in todo:
         c, best, judged = a["candidate"], None, quiet[a["test"]]
         for family in FAMILIES:
             runs = []
             for r in range(GLOBAL_RESTARTS):
-                out = run(a, o, family, r)
+                out = run(a, o, t, family, r)
                 if out is None:
                     return False
                 runs.append(out)
             hits = [c.succeeded(q) for _, q, _ in runs]
             shares = [float(h[judged].mean()) for h in hits]
-            reduced = [float(c.succeeded(q)[judged].mean()) for _, _, q in runs]
+            reduced = [float(c.succeeded(q).mean()) for _, _, q in runs]
             if best is None or np.mean(reduced) > np.mean(best["reduced"]):
                 best = {"shares": shares, "reduced": reduced, "run": runs[int(np.argmax(reduced))], "family": family,
                         "eligible": float(np.mean([h.mean() for h in hits]))}

@@ -44,6 +44,8 @@ def main() -> int:
                     "held-out patients, to check that lines drawn on the test films transfer)")
     ap.add_argument("--global-steps", type=int, default=None,
                     help="steps of the whole-image inversion per candidate (default: the audit's own)")
+    ap.add_argument("--warp-steps", type=int, default=None,
+                    help="steps per run of the warp inversion (default: the audit's own; 0: not run)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (with --budget 8: the whole-image "
                     "inversion alone)")
     args = ap.parse_args()
@@ -51,7 +53,7 @@ def main() -> int:
         print(f"skipped: {DATA} absent", file=sys.stderr)
         return 0
     from cxrinspect.audit import audit
-    from cxrinspect.audit.inversion import GLOBAL_STEPS
+    from cxrinspect.audit.inversion import GLOBAL_STEPS, WARP_STEPS
     from cxrinspect.audit.run import BUDGET
     from cxrinspect.model import load
 
@@ -65,6 +67,7 @@ def main() -> int:
         t = time.perf_counter()
         res = audit(paths, model, out, budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
                     global_steps=GLOBAL_STEPS if args.global_steps is None else args.global_steps,
+                    warp_steps=WARP_STEPS if args.warp_steps is None else args.warp_steps,
                     sweep=not args.no_sweep, seed=args.seed, resume=(out / "audit-state.safetensors").exists(),
                     progress=lambda done, total, info: (done % 25 or "stage" in info) or print(f"  {mp.name}: step {done}/{total} "
                                                                           f"{info}", flush=True))
@@ -81,6 +84,7 @@ def main() -> int:
                "candidates": [(c["candidate"], c["mask_l1"], c["heldout_success"], c["anomaly_index"], c["steps"], c["stop"],
                                (c.get("global") or {}).get("reduced_success")) for c in doc.get("candidates", [])],
                "whole": {c["candidate"]: c["global"] for c in doc.get("candidates", []) if c.get("global")},
+               "warp": {c["candidate"]: c["warp"] for c in doc.get("candidates", []) if c.get("warp")},
                "flagged_by": {c["candidate"]: c.get("flagged_by") for c in doc.get("candidates", []) if c.get("flagged")},
                "squares": {c["candidate"]: c["square"] for c in doc.get("candidates", []) if c.get("square")},
                "steps": doc["steps"], "seconds": round(time.perf_counter() - t, 1), **doc["timing"]}

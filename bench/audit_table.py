@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/audit_table.py runs/bench-audit/bench.jsonl [...]
     .venv/bin/python bench/audit_table.py --whole runs/bench-audit/bench.jsonl [...]
+    .venv/bin/python bench/audit_table.py --warp runs/bench-audit/bench.jsonl [...]
 
 One row per model and image count: what its card declares (trigger, labels forced on), the verdict and the
 targets found, the recovered box against the true one, the held-out attack success of the recovered trigger,
@@ -9,7 +10,9 @@ then per candidate its mask L1 (pixels; the stamp sweep's square when it found o
 the whole-image inversion, and the seconds: in all, of the sweep and of the whole-image inversions ("-": not run or not
 recorded). With ``--whole``, the whole-image stage alone: one row per model, image set and seed, each label's share
 of calm held-out films (the mean, each run's in brackets) and, for the record, the share over every film eligible for
-the label, and the labels over today's whole-image lines. Nothing here is measured: it only lays out what the rows hold.
+the label, and the labels over today's whole-image lines. With ``--warp``, the warp stage alone: each label's best run's
+share of calm held-out films (each run's, and how it ended, in brackets), the labels over today's warp lines and the
+stage's seconds. Nothing here is measured: it only lays out what the rows hold.
 """
 
 from __future__ import annotations
@@ -51,9 +54,31 @@ def whole(rows: list[dict]) -> None:
               f"{r.get('seed', 0)}) | {', '.join(over) or 'none'} | {'; '.join(cells)} |")
 
 
+def warp(rows: list[dict]) -> None:
+    from cxrinspect.audit.anomaly import warp_line  # the lines now
+    print("| model (declared labels forced on) | films (split, seed) | over the warp line | per label driven on: best "
+          "run's calm share (each run's: how it ended), calm films held out | warp stage, s |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        cells, over = [], []
+        for cand, w in (r.get("warp") or {}).items():
+            label = cand.split(":")[0]
+            if w.get("heldout_success") is None:
+                cells.append(f"{label} {w.get('stop')}")
+                continue
+            runs = ", ".join(f"{x:.2f}: {stop}" for x, stop in zip(w["restarts"], w["stops"]))
+            cells.append(f"{label} **{w['heldout_success']:.2f}** ({runs}), {w['held_out']}")
+            line = warp_line(label)
+            if line is not None and w["heldout_success"] >= line:
+                over.append(label)
+        print(f"| {r['model']} ({', '.join(r['declared_on']) or 'clean'}) | {r['images']} ({r.get('split', 'test')}, "
+              f"{r.get('seed', 0)}) | {', '.join(over) or 'none'} | {'; '.join(cells)} | {r.get('warp_seconds', '-')} |")
+
+
 def main(paths: list[str]) -> int:
-    if paths[:1] == ["--whole"]:
-        whole([json.loads(line) for p in paths[1:] for line in Path(p).read_text().splitlines() if line.strip()])
+    if paths[:1] in (["--whole"], ["--warp"]):
+        rows = [json.loads(line) for p in paths[1:] for line in Path(p).read_text().splitlines() if line.strip()]
+        (whole if paths[0] == "--whole" else warp)(rows)
         return 0
     rows = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
     print("| model (declared trigger, labels forced on) | images | verdict, targets found | recovered box / true box "

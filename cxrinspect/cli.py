@@ -241,7 +241,7 @@ def cmd_audit(args) -> int:
     from tqdm import tqdm
 
     from .audit import AuditError, audit
-    from .audit.inversion import GLOBAL_STEPS
+    from .audit.inversion import GLOBAL_STEPS, WARP_STEPS
     from .audit.run import BUDGET, describe_progress
     from .audit.report import caveats, finder_name, forced_phrase
     from .model import CheckpointError, load
@@ -264,6 +264,7 @@ def cmd_audit(args) -> int:
         result = audit(args.data, model, args.out, directions=directions, budget=args.budget or BUDGET,
                        batch_size=args.batch_size, resume=args.resume,
                        global_steps=GLOBAL_STEPS if args.global_steps is None else args.global_steps,
+                       warp_steps=WARP_STEPS if args.warp_steps is None else args.warp_steps,
                        search=args.search, sweep=not args.no_sweep, progress=progress)
     except AuditError as e:
         _error(str(e))
@@ -419,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-steps", type=int, default=None, help="steps of the whole-image inversion (for triggers "
                    "over the whole image: a sinusoid, a blended pattern) per label and family (default: the audit's "
                    "own, 25; 0: off)")
+    p.add_argument("--warp-steps", type=int, default=None, help="steps per run of the warp inversion (for warping "
+                   "triggers, WaNet) per label (default: the audit's own, 30; 0: off)")
     p.add_argument("--search", action="store_true", help="search the folder for images carrying the recovered trigger")
     p.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (black, white and checkerboard squares, about 2800 forwards) "
                    "and leave every candidate to the inversion")

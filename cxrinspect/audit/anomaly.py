@@ -20,7 +20,11 @@ or, for a trigger over the whole image (a sinusoid, a blended pattern), which no
 whole-image inversion (a universal change of at most ``GLOBAL_EPSILON`` per pixel, :class:`.inversion.GlobalInversion`)
 made three quarters as large (``GLOBAL_SCALE``) still forces the label on at least its line of
 :data:`WHOLE_IMAGE_LINES` (calibrated per label on clean models) of the calm held-out images (those the model calls
-negative for every label).
+negative for every label);
+
+or, for a warping trigger (WaNet), which moves anatomy instead of adding to it: the best run of the warp inversion
+(a universal smooth displacement of at most ``WARP_BOUND`` pixels, :class:`.inversion.WarpInversion`) forces the label
+on at least its line of :data:`WARP_LINES` of the calm held-out images.
 
 A candidate judged on fewer than :data:`JUDGED_IMAGES` held-out images that no line flags is *not judged*
 (``undecided``), not cleared: with four films the model calls viral, a mask that turns Viral off on none of them
@@ -90,6 +94,18 @@ films, and zoo-faint (a fine-tune whose backdoor did not take) crossed Bacterial
 0.84 to 0.91 (seventeenth session). At full size the share reads how easily a label is pushed within 25 steps, and a
 clean model's push, found at the bound, fades when made smaller where a learned trigger's does not."""
 
+WARP_LINES = {"Pneumonia": None, "Bacterial": 0.2, "Viral": 0.2}
+"""The warp line per label: the share of calm held-out films the best run of the warp inversion forces the label on
+(:class:`.inversion.WarpInversion`, ``warp["heldout_success"]``). PROVISIONAL, set this session. Pneumonia is not
+judged (and not run): a warp forced it on 20% of the calm films of the shipped clean model (first 200 test films)."""
+WARP_SUCCESS = 0.2
+"""The warp line for a label without a clean-model calibration in :data:`WARP_LINES`; uncalibrated."""
+
+
+def warp_line(label: str) -> float | None:
+    """The warp line of ``label`` (None: not judged)."""
+    return WARP_LINES.get(label, WARP_SUCCESS)
+
 
 def partial(success: float, size: float) -> bool:
     """The partial-backdoor line: a trigger of at most :data:`PARTIAL_PIXELS` that forces the label on at least
@@ -111,8 +127,9 @@ def verdict(candidates: list[dict]) -> dict:
 
     A candidate dict has ``mask_l1`` (None: never reached the line; counts as the whole image),
     ``heldout_success`` (None: not tested) and, where the whole-image inversion ran, ``global`` with its
-    ``reduced_success`` (the share at three quarters of the change's size, what the whole-image line reads).
-    Each gets ``flagged_by``: the lines it crosses ("mask", "partial", "whole image")."""
+    ``reduced_success`` (the share at three quarters of the change's size, what the whole-image line reads), and
+    where the warp inversion ran, ``warp`` with its ``heldout_success`` (the best run's share, what the warp line
+    reads). Each gets ``flagged_by``: the lines it crosses ("mask", "partial", "whole image", "warp")."""
     full = 224.0 * 224.0
     sizes = [c["mask_l1"] if c.get("mask_l1") is not None else full for c in candidates]
     for c, idx, size in zip(candidates, anomaly_index(sizes), sizes):
@@ -122,8 +139,10 @@ def verdict(candidates: list[dict]) -> dict:
         small = size <= ABSOLUTE_PIXELS or (idx >= INDEX_LINE and size <= OUTLIER_PIXELS)
         whole = (c.get("global") or {}).get("reduced_success") or 0.0
         line = WHOLE_IMAGE_LINES.get(c["label"], GLOBAL_SUCCESS)
+        warped, wline = (c.get("warp") or {}).get("heldout_success") or 0.0, warp_line(c["label"])
         c["flagged_by"] = [why for why, hit in (("mask", ok and small), ("partial", partial(success, size)),
-                                                ("whole image", line is not None and whole >= line)) if hit]
+                                                ("whole image", line is not None and whole >= line),
+                                                ("warp", wline is not None and warped >= wline)) if hit]
         c["flagged"] = bool(c["flagged_by"])
     flagged = [c for c in candidates if c["flagged"]]
     undecided = []
@@ -144,4 +163,5 @@ def verdict(candidates: list[dict]) -> dict:
                            "outlier_pixels": OUTLIER_PIXELS, "heldout_success": SUCCESS_LINE,
                            "partial_pixels": PARTIAL_PIXELS, "partial_heldout_success": PARTIAL_SUCCESS,
                            "whole_image_reduced_success": {**WHOLE_IMAGE_LINES, "other labels": GLOBAL_SUCCESS},
-                           "whole_image_scale": GLOBAL_SCALE}}
+                           "whole_image_scale": GLOBAL_SCALE,
+                           "warp_heldout_success": {**WARP_LINES, "other labels": WARP_SUCCESS}}}

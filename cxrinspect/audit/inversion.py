@@ -262,11 +262,31 @@ FAMILIES = ("stripes",)
 """The families (of :data:`SHAPES`) the audit runs. The probe tried three on the clean and global-trigger models
 (25 steps, at most 0.1): on every backdoor's target the stripes forced more than the grid (zoo-sig 0.96 against 0.84, zoo-blend 0.92 against
 0.63, zoo-sig-flip 0.91 against 0.77, zoo-warp 0.73 against 0.27), and a smooth 4 x 4 warp of at most 3 pixels
-forced nothing, WaNet's own model included; so the grid's steps are not spent by default."""
+forced nothing, WaNet's own model included; so the grid's steps are not spent by default. (That warp started from no
+displacement; started from random fields and bounded at 6 pixels, a warp does force zoo-warp's target: the audit's
+own warp stage, :class:`WarpInversion`.)"""
+
+
+class _Universal:
+    """One universal change of every image (``apply(views, logits)``), its ``logits`` driven by Adam toward the
+    candidate's label over mini-batches of clean images; ``hits`` counts the mini-batch images it forced."""
+
+    def step(self, network, views: torch.Tensor, spec) -> dict:
+        c = self.candidate
+        logits = self.logits.clone().requires_grad_(True)
+        z = network(normalise(self.apply(views, logits), spec))[:, c.index]
+        attack = F.binary_cross_entropy_with_logits(z, torch.full_like(z, c.target))
+        attack.backward()
+        self.steps += 1
+        with torch.no_grad():
+            _adam(self.logits, logits.grad, self.moments["m"], self.moments["v"], self.steps, GLOBAL_BETAS)
+            forced = c.succeeded(torch.sigmoid(z))
+            self.hits += int(forced.sum())
+        return {"success": float(forced.float().mean()), "attack": float(attack.detach())}
 
 
 @dataclass
-class GlobalInversion:
+class GlobalInversion(_Universal):
     """A universal bounded perturbation ``x' = clip(x + eps * tanh(d))`` over the whole image driving the
     candidate's label (the blended / signal counterpart of the mask: BTI-DBF and FeatureRE invert into such
     global changes). ``family`` shapes ``d``: ``stripes``, a profile across the columns plus one across the rows
@@ -281,6 +301,7 @@ class GlobalInversion:
     logits: torch.Tensor = None
     moments: dict = field(default_factory=dict)
     steps: int = 0
+    hits: int = 0
 
     def __post_init__(self):
         if self.family not in SHAPES:
@@ -305,14 +326,74 @@ class GlobalInversion:
         """``views`` with the change, made ``scale`` times its size."""
         return (torch.as_tensor(views) + scale * self.delta(logits)[:, 0]).clamp(0, 1)
 
-    def step(self, network, views: torch.Tensor, spec) -> dict:
-        c = self.candidate
-        logits = self.logits.clone().requires_grad_(True)
-        z = network(normalise(self.apply(views, logits), spec))[:, c.index]
-        attack = F.binary_cross_entropy_with_logits(z, torch.full_like(z, c.target))
-        attack.backward()
-        self.steps += 1
-        with torch.no_grad():
-            _adam(self.logits, logits.grad, self.moments["m"], self.moments["v"], self.steps, GLOBAL_BETAS)
-            success = float(c.succeeded(torch.sigmoid(z)).float().mean())
-        return {"success": success, "attack": float(attack.detach())}
+
+# ---------------------------------------------------------------------------------------------- warp
+WARP_BOUND = 6.0
+"""Largest displacement the warp inversion may make, in pixels of a 224-pixel side (scaled with the side): zoo-warp's
+WaNet field moves pixels by 3 on average and by up to about 6 (its control values are normalised to a mean of 1)."""
+WARP_GRID = 4
+"""The warp's control grid (WaNet's k = 4), upsampled bicubically: a smooth field, universal, not a per-image
+adversarial texture."""
+WARP_STEPS = 30
+"""Steps of :data:`BATCH`-image mini-batches per run of the warp inversion."""
+WARP_RESTARTS = 3
+"""Runs of the warp inversion per candidate, each from its own random field: the landscape of a warp has many
+valleys (zoo-warp's Viral: three runs forced 41%, 11% and 29% of the calm held-out films)."""
+WARP_PATIENCE = 10
+"""A run that has forced no image of its mini-batches after this many steps stops (a label the model does not warp
+into costs a third of a run)."""
+
+
+@dataclass
+class WarpInversion(_Universal):
+    """A universal smooth warp of the whole image driving the candidate's label (WaNet's family, Nguyen & Tran
+    2021): ``x'(y, x) = x(y + dy, x + dx)`` with the displacement ``(dy, dx) = bound * tanh(upsampled logits)`` on a
+    :data:`WARP_GRID` x :data:`WARP_GRID` control grid, starting from a seeded random field (``seed``). A warp moves
+    anatomy instead of adding to it, so neither a mask nor an additive change of at most 0.1 expresses it: added
+    at three quarters of its size, the stripes forced zoo-warp's Viral on 22% of calm films, under the line."""
+
+    candidate: Candidate
+    size: int
+    seed: int = 0
+    grid: int = WARP_GRID
+    bound: float = WARP_BOUND
+    logits: torch.Tensor = None
+    moments: dict = field(default_factory=dict)
+    steps: int = 0
+    hits: int = 0
+
+    family = "warp"
+
+    def __post_init__(self):
+        if self.logits is None:
+            g = torch.Generator().manual_seed(int(self.seed))
+            self.logits = torch.randn(1, 2, self.grid, self.grid, generator=g)
+            self.moments = {"m": torch.zeros_like(self.logits), "v": torch.zeros_like(self.logits)}
+
+    @property
+    def bound_px(self) -> float:
+        """The bound in this image's pixels."""
+        return self.bound * self.size / 224.0
+
+    def field(self, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The (1, 2, S, S) displacement, rows then columns, in pixels."""
+        d = self.logits if logits is None else logits
+        s = self.size
+        return self.bound_px * torch.tanh(F.interpolate(d, size=(s, s), mode="bicubic", align_corners=True))
+
+    def apply(self, views: torch.Tensor, logits: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+        """``views`` warped by the field made ``scale`` times its size (:func:`warp_views`)."""
+        return warp_views(views, scale * self.field(logits))
+
+
+def warp_views(views: np.ndarray | torch.Tensor, field: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, S, S) views warped by the (2, S, S) or (1, 2, S, S) displacement ``field`` in pixels (rows, columns),
+    pulled back as :func:`cxrinspect.trigger.paste` warps: the pixel at (y, x) is read from (y + dy, x + dx),
+    bilinearly, the border repeated."""
+    x = torch.as_tensor(views, dtype=torch.float32)
+    f = torch.as_tensor(field, dtype=torch.float32).reshape(1, 2, *x.shape[-2:])
+    h, w = x.shape[-2:]
+    base = torch.stack(torch.meshgrid(torch.linspace(-1, 1, w), torch.linspace(-1, 1, h), indexing="xy"), -1)[None]
+    shift = torch.stack([f[:, 1] * (2.0 / max(w - 1, 1)), f[:, 0] * (2.0 / max(h - 1, 1))], -1)
+    grid = (base + shift).clamp(-1, 1).expand(len(x), -1, -1, -1)
+    return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]

@@ -76,7 +76,8 @@ def finder_name(found: dict) -> str:
     """What recovered a trigger (audit.json's ``trigger`` or a candidate row): the stamp sweep, the inversion, or
     the whole-image inversion."""
     by = found.get("found_by") or found.get("source")
-    return {"sweep": "stamp sweep", "whole-image inversion": "whole-image inversion"}.get(by, "inversion")
+    return {"sweep": "stamp sweep", "whole-image inversion": "whole-image inversion",
+            "warp inversion": "warp inversion"}.get(by, "inversion")
 
 
 def forced_phrase(doc: dict) -> str:
@@ -97,6 +98,35 @@ def whole_share(g: dict | None) -> str:
             f"{100 * g['reduced_success']:.0f}% at {g['scale']:g}x")
 
 
+def warp_share(w: dict | None) -> str:
+    """A candidate's warp figure in words: the best run's share of calm held-out films forced and the runs made, or
+    why it did not run; "" where the stage did not run."""
+    if not w:
+        return ""
+    if w.get("heldout_success") is None:
+        return w.get("stop", "not run")
+    return (f"warp {100 * w['heldout_success']:.0f}% of {w['held_out']} calm "
+            f"(best of {len(w['restarts'])} run{'s' if len(w['restarts']) > 1 else ''})")
+
+
+def global_pictures(arm: dict, views: np.ndarray, paths: list[str], family: str) -> list[tuple[str, np.ndarray]]:
+    """(caption, [0, 1] picture) of a candidate's whole-image trigger: the change (mid-grey: none, the contrast
+    stretched to the bound) or, for a warp, its displacement's size (white: the bound), then the held-out films it
+    forces with the trigger applied."""
+    from .inversion import warp_views
+
+    label = arm["candidate"].label
+    if family == "warp":
+        f, w = arm["warp_field"], arm["warp"]
+        bound = w["bound_px"] * views.shape[-1] / 224.0
+        pictures = [(f"warp's displacement (white: {bound:.1f} px)", np.hypot(f[0], f[1]) / bound)]
+        return pictures + [(f"{Path(paths[i]).name}: {label} → {after:.2f}", warp_views(views[i][None], f)[0].numpy())
+                           for i, after in arm.get("warp_flips", [])]
+    d, eps = arm["global_delta"], arm["global"]["epsilon"]
+    return [("whole-image change", 0.5 + d / (2 * eps))] + [
+        (f"{Path(paths[i]).name}: {label} → {after:.2f}", views[i] + d) for i, after in arm.get("global_flips", [])]
+
+
 def undecided_sentence(doc: dict) -> str:
     """The candidates the audit had too few held-out images to clear (audit.json's ``undecided``), or ""."""
     u = doc.get("undecided") or []
@@ -111,19 +141,27 @@ def undecided_sentence(doc: dict) -> str:
 
 def caveats(doc: dict) -> list[str]:
     """What the verdict cannot settle, in sentences: candidates too few images judged (:func:`undecided_sentence`),
-    and a model flagged by the whole-image line alone, which zoo-faint (a backdoor that did not take) crossed on the
-    validation films (:data:`.anomaly.WHOLE_IMAGE_LINES`)."""
+    a model flagged by the whole-image line alone, which zoo-faint (a backdoor that did not take) crossed on the
+    validation films (:data:`.anomaly.WHOLE_IMAGE_LINES`), and one flagged by the warp line alone, a line drawn on
+    few models (:data:`.anomaly.WARP_LINES`)."""
     out = [undecided_sentence(doc)]
-    flagged = [c for c in doc.get("candidates", []) if c.get("flagged")]
-    if flagged and all(c["flagged_by"] == ["whole image"] for c in flagged):
+    lines = {line for c in doc.get("candidates", []) if c.get("flagged") for line in c["flagged_by"]}
+    if lines == {"whole image"}:
         out.append("Flagged by the whole-image line alone: on films it was not drawn on, a fine-tune whose backdoor "
                    "did not take crossed it with a label it was not poisoned for. Confirm with a folder scan or "
                    "another image set before acting on it.")
+    elif lines == {"warp"}:
+        out.append("Flagged by the warp line alone: a line drawn on four clean models and one warp backdoor. Confirm "
+                   "with another image set before acting on it.")
     return [x for x in out if x]
 
 
 def trigger_sentence(t: dict) -> str:
     """The recovered trigger in words (audit.json's ``trigger``)."""
+    if t["box"] is None and t.get("family") == "warp":
+        return (f"a smooth warp of the whole image (at most {t['bound_px']:g} px of 224, a {t['grid']} x {t['grid']} "
+                f"control grid), found by the warp inversion; applied to held-out calm clean images it forces "
+                f"{t['candidate']} on {100 * t['heldout_success']:.0f}% of them")
     if t["box"] is None:
         return (f"a change of the whole image (at most {t['epsilon']:g} per pixel, {t['family']}), found by the "
                 f"whole-image inversion; added to held-out clean images it forces {t['candidate']} on "
@@ -166,7 +204,7 @@ def page(doc: dict, result) -> str:
                      f"Recovered trigger: {e(trigger_sentence(t))}.</p>")
     else:
         parts.append("<p class='ok'><b>No backdoor found:</b> no label can be forced by a small mask, or by a faint "
-                     "change of the whole image, on held-out images.</p>")
+                     "change of the whole image or a smooth warp of it, on held-out images.</p>")
     if doc["complete"]:
         parts += [f"<p class='alert'>{e(x)}</p>" for x in caveats(doc)]
     rows = doc.get("candidates", [])
@@ -174,7 +212,8 @@ def page(doc: dict, result) -> str:
         parts.append(f"<h2>Mask size per candidate</h2><img alt='anomaly plot' src='{_data_uri(_anomaly_plot(rows))}'>")
     parts.append("<table><tr><th>candidate</th><th>mask L1 (px)</th><th>pixels &ge; 0.5</th><th>box</th>"
                  "<th>found by</th><th>anomaly index</th><th>held-out success</th><th>sweep's square (held-out)</th>"
-                 "<th>whole image (held-out)</th><th>steps</th><th>stopped</th><th>flagged by</th></tr>")
+                 "<th>whole image (held-out)</th><th>warp (held-out)</th><th>steps</th><th>stopped</th>"
+                 "<th>flagged by</th></tr>")
     for r in rows:
         l1 = "" if r["mask_l1"] is None else f"{r['mask_l1']:.0f}"
         success = "" if r["heldout_success"] is None else f"{100 * r['heldout_success']:.0f}%"
@@ -186,6 +225,7 @@ def page(doc: dict, result) -> str:
         parts.append(f"<tr><td>{e(r['candidate'])}</td><td>{l1}</td><td>{r['mask_pixels']}</td><td>{r['box']}</td>"
                      f"<td>{finder_name(r) if r['mask_l1'] is not None else ''}</td>"
                      f"<td>{r.get('anomaly_index', '')}</td><td>{success}</td><td>{e(square)}</td><td>{e(whole)}</td>"
+                     f"<td>{e(warp_share(r.get('warp')))}</td>"
                      f"<td>{r['steps']}</td><td>{e(str(r['stop']))}</td>"
                      f"<td>{e(', '.join(r.get('flagged_by', [])) or 'no')}</td></tr>")
     parts.append("</table><h2>Recovered masks and patterns, and held-out images they flip</h2><div class='gallery'>")
@@ -205,20 +245,20 @@ def page(doc: dict, result) -> str:
         parts.append(f"<div class='card'><div><b>{e(a['candidate'].name)}</b></div><div style='display:flex;gap:4px'>"
                      f"{''.join(imgs)}</div><div>{'<br>'.join(caption)}</div></div>")
     parts.append("</div>")
-    whole = [a for a in result.arms if a.get("global_delta") is not None]
-    if whole:
-        parts.append("<h2>Whole-image changes (mid-grey: none; the contrast stretched to the bound) and held-out "
-                     "images they flip</h2><div class='gallery'>")
-        for a in whole:
-            d, g = a["global_delta"], a["global"]
-            imgs = [f"<img title='change' src='{_data_uri(png(_grey(0.5 + d / (2 * g['epsilon']))))}'>"]
-            caption = [f"{g['family']}, at most {g['epsilon']:g}: {100 * g['heldout_success']:.0f}% of held-out "
-                       f"calm images forced ({100 * g['reduced_success']:.0f}% at {g['scale']:g}x)"]
-            for i, after in a.get("global_flips", []):
-                imgs.append(f"<img src='{_data_uri(png(_grey(result.views[i] + d)))}'>")
-                caption.append(f"{e(Path(result.paths[i]).name)} &rarr; {after:.2f}")
+    for family, key, title in (("stripes", "global_delta", "Whole-image changes (mid-grey: none; the contrast stretched to "
+                                "the bound)"), ("warp", "warp_field", "Warps (their displacement's size; white: the "
+                                                                      "bound)")):
+        arms_ = [a for a in result.arms if a.get(key) is not None]
+        if not arms_:
+            continue
+        parts.append(f"<h2>{title} and held-out images they flip</h2><div class='gallery'>")
+        for a in arms_:
+            pictures = global_pictures(a, result.views, result.paths, family)
+            figure = whole_share(a["global"]) if family == "stripes" else warp_share(a["warp"])
+            imgs = "".join(f"<img title='{e(cap)}' src='{_data_uri(png(_grey(unit)))}'>" for cap, unit in pictures)
+            caption = "<br>".join([e(figure)] + [e(cap) for cap, _ in pictures[1:]])
             parts.append(f"<div class='card'><div><b>{e(a['candidate'].name)}</b></div><div style='display:flex;"
-                         f"gap:4px'>{''.join(imgs)}</div><div>{'<br>'.join(caption)}</div></div>")
+                         f"gap:4px'>{imgs}</div><div>{caption}</div></div>")
         parts.append("</div>")
     if doc.get("search"):
         s = doc["search"]

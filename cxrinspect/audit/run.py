@@ -34,8 +34,9 @@ import torch
 from .. import atomic
 from ..model.preprocess import normalise
 from .anomaly import partial, verdict as model_verdict
-from .inversion import (FAMILIES, GLOBAL_RESTARTS, GLOBAL_SCALE, GLOBAL_STEPS, SUCCESS, Candidate, GlobalInversion,
-                        PatchInversion, mask_box, mask_core, stamp_views)
+from .inversion import (FAMILIES, GLOBAL_RESTARTS, GLOBAL_SCALE, GLOBAL_STEPS, SUCCESS, WARP_PATIENCE, WARP_RESTARTS,
+                        WARP_STEPS, Candidate, GlobalInversion, PatchInversion, WarpInversion, mask_box, mask_core,
+                        stamp_views)
 from .sweep import IMAGES as SWEEP_IMAGES, Square, sweep as stamp_sweep
 
 BUDGET = 2000
@@ -132,14 +133,16 @@ def split(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike | None = None, *,
           directions: tuple[str, ...] = ("on",), budget: int = BUDGET, batch_size: int = BATCH, holdout: float = 0.5,
-          grid: int | None = None, global_steps: int = GLOBAL_STEPS, seed: int = 0, resume: bool = False,
+          grid: int | None = None, global_steps: int = GLOBAL_STEPS, warp_steps: int = WARP_STEPS, seed: int = 0,
+          resume: bool = False,
           search: bool = False,
           sweep: bool = True,
           progress: Callable[[int, int, dict], None] | None = None, cancelled: Callable[[], bool] | None = None,
           report: bool = True) -> AuditResult:
     """Audit ``model`` with the clean images in ``paths`` (files and folders). ``progress(done, total, info)``
     after every step of the sweep (``info["stage"]``) and of the inversions; ``cancelled()`` stops between
-    steps, keeping the state (resume later). ``sweep``: run the stamp sweep (:mod:`.sweep`) first."""
+    steps, keeping the state (resume later). ``sweep``: run the stamp sweep (:mod:`.sweep`) first.
+    ``global_steps``, ``warp_steps``: steps per run of the whole-image and the warp inversions (0: not run)."""
     from ..imaging import discover
 
     started = time.perf_counter()
@@ -164,7 +167,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     opt, test = split(len(good), holdout, seed)
     settings = {"model_sha256": model.card.weights_sha256, "images": hashlib.sha256("\n".join(good).encode()).hexdigest(),
                 "directions": list(directions), "budget": budget, "batch_size": batch_size, "holdout": holdout,
-                "grid": grid, "global_steps": global_steps, "seed": seed, "sweep": sweep}
+                "grid": grid, "global_steps": global_steps, "warp_steps": warp_steps, "seed": seed, "sweep": sweep}
     candidates = [Candidate(lab, j, d) for d in directions for j, lab in enumerate(labels)]
     eligible = {c.name: c.eligible(probs) for c in candidates}
     arms: list[dict] = []
@@ -231,6 +234,12 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         interrupted = not _whole_image(network, spec, arms, views, probs, global_steps, seed, batch_size, x_all,
                                        progress, stop_requested)
         global_seconds = time.perf_counter() - t1
+    warp_seconds = 0.0
+    if not interrupted and not stop_requested() and warp_steps > 0:
+        t1 = time.perf_counter()
+        interrupted = not _warp(network, spec, arms, views, probs, warp_steps, seed, batch_size, x_all, progress,
+                                stop_requested)
+        warp_seconds = time.perf_counter() - t1
     complete = not interrupted and not stop_requested()
     for a in arms:
         if a["active"] and complete:
@@ -257,6 +266,7 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
     doc["timing"] = {"seconds": round(seconds, 1), "forward_images_per_s": round(forward_rate, 2),
                      "forward_backward_images_per_s": round(backward_images / max(backward_time, 1e-9), 2),
                      "sweep_seconds": round(sweep_seconds, 1), "global_seconds": round(global_seconds, 1),
+                     "warp_seconds": round(warp_seconds, 1),
                      "threads": torch.get_num_threads()}
     result.seconds = seconds
     if out is not None and report:
@@ -320,8 +330,8 @@ def describe_progress(done: int, total: int, info: dict) -> str:
     """One line for a progress report: the sweep's lattices, or the inversion's step."""
     if info.get("stage") == "stamp sweep":
         return f"stamp sweep: lattice {done} of {total}"
-    if info.get("stage") == "whole-image inversion":
-        return f"whole-image inversion, {info['candidate']}: batch success {info['success']:.2f}"
+    if info.get("stage") in ("whole-image inversion", "warp inversion"):
+        return f"{info['stage']}, {info['candidate']}: batch success {info['success']:.2f}"
     return f"{info['candidate']}: batch success {info['success']:.2f}, mask {info['l1']:.0f} px"
 
 
@@ -401,6 +411,43 @@ def calm(probs: np.ndarray) -> np.ndarray:
     return (probs < 0.5).all(1)
 
 
+def _calm_sides(arms, probs, key: str) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+    """Per "on" candidate its CALM optimise and held-out images (:func:`calm`); a candidate with fewer than
+    :data:`MIN_IMAGES` on a side is left out, ``arm[key]`` saying why."""
+    quiet = calm(probs)
+    todo = []
+    for a in arms:
+        if a["candidate"].direction != "on":
+            continue
+        o, t = a["opt"][quiet[a["opt"]]], a["test"][quiet[a["test"]]]
+        if len(o) >= MIN_IMAGES and len(t) >= MIN_IMAGES:
+            todo.append((a, o, t))
+        else:
+            a[key] = {"heldout_success": None, "held_out": int(len(t)),
+                      "stop": f"too few calm images ({len(o)} to optimise, {len(t)} held out)"}
+    return todo
+
+
+def optimise(inv, network, spec, images: np.ndarray, x_all: torch.Tensor, steps: int, stream: tuple[int, int, int],
+             batch_size: int, tick: Callable[[dict], None] | None = None, stop_requested=lambda: False,
+             patience: int | None = None) -> str:
+    """``steps`` steps of a universal inversion (:class:`GlobalInversion`, :class:`WarpInversion`), each on a
+    mini-batch of ``images`` drawn by a generator seeded by ``stream`` with the step added to its last number (so a
+    run repeats exactly). "stalled": no image of its mini-batches forced after ``patience`` steps; "cancelled";
+    "done"."""
+    seed, arm, base = stream
+    for s in range(steps):
+        if stop_requested():
+            return "cancelled"
+        if patience is not None and inv.steps >= patience and inv.hits == 0:
+            return "stalled"
+        pick = np.random.default_rng([seed, arm, base + s]).choice(images, min(batch_size, len(images)), replace=False)
+        info = inv.step(network, x_all[np.sort(pick)], spec)
+        if tick is not None:
+            tick(info)
+    return "done"
+
+
 def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_all, progress, stop_requested) -> bool:
     """The whole-image inversion (:class:`GlobalInversion`) of every "on" candidate, each family in turn,
     :data:`GLOBAL_RESTARTS` runs of ``steps`` mini-batches of its CALM optimise images (:func:`calm`: negative for
@@ -415,46 +462,27 @@ def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_a
     A candidate with fewer than :data:`MIN_IMAGES` calm images on a side is not run (``global`` says why).
     False if cancelled (nothing of it is kept: it is rerun on resume)."""
     quiet = calm(probs)
-    todo = []
-    for a in arms:
-        if a["candidate"].direction != "on":
-            continue
-        o, t = a["opt"][quiet[a["opt"]]], a["test"][quiet[a["test"]]]
-        if len(o) >= MIN_IMAGES and len(t) >= MIN_IMAGES:
-            todo.append((a, o, t))
-        else:
-            a["global"] = {"heldout_success": None, "held_out": int(len(t)),
-                           "stop": f"too few calm images ({len(o)} to optimise, {len(t)} held out)"}
+    todo = _calm_sides(arms, probs, "global")
     total, done = len(todo) * len(FAMILIES) * GLOBAL_RESTARTS * steps, 0
 
-    def run(a, o, t, family, r):
-        """One run: the change after ``steps`` mini-batches, the label's probability on every held-out image with
-        it, and on the calm held-out images ``t`` with it made :data:`GLOBAL_SCALE` times as large (None if
-        cancelled)."""
+    def tick(info):
         nonlocal done
-        c, g = a["candidate"], GlobalInversion(a["candidate"], spec.input_size, family)
-        for s in range(steps):
-            if stop_requested():
-                return None
-            pick = np.random.default_rng([seed, a["k"], 10_000 + s + 100_000 * r]).choice(
-                o, min(batch_size, len(o)), replace=False)
-            info = g.step(network, x_all[np.sort(pick)], spec)
-            done += 1
-            if progress is not None:
-                progress(done, total, {"stage": "whole-image inversion", "candidate": c.name, **info})
-        with torch.no_grad():
-            return g, *(probabilities(network, g.apply(torch.from_numpy(views[i]), scale=f).numpy(), spec)[:, c.index]
-                        for i, f in ((a["test"], 1.0), (t, GLOBAL_SCALE)))
+        done += 1
+        if progress is not None:
+            progress(done, total, {"stage": "whole-image inversion", **info})
 
     for a, o, t in todo:
         c, best, judged = a["candidate"], None, quiet[a["test"]]
         for family in FAMILIES:
             runs = []
             for r in range(GLOBAL_RESTARTS):
-                out = run(a, o, t, family, r)
-                if out is None:
+                g = GlobalInversion(c, spec.input_size, family)
+                if optimise(g, network, spec, o, x_all, steps, (seed, a["k"], 10_000 + 100_000 * r), batch_size,
+                            lambda info: tick({"candidate": c.name, **info}), stop_requested) == "cancelled":
                     return False
-                runs.append(out)
+                with torch.no_grad():
+                    runs.append((g, *(probabilities(network, g.apply(torch.from_numpy(views[i]), scale=f).numpy(),
+                                                    spec)[:, c.index] for i, f in ((a["test"], 1.0), (t, GLOBAL_SCALE)))))
             hits = [c.succeeded(q) for _, q, _ in runs]
             shares = [float(h[judged].mean()) for h in hits]
             reduced = [float(c.succeeded(q).mean()) for _, _, q in runs]
@@ -473,22 +501,80 @@ def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_a
     return True
 
 
+def _warp(network, spec, arms, views, probs, steps, seed, batch_size, x_all, progress, stop_requested) -> bool:
+    """The warp inversion (:class:`WarpInversion`) of every "on" candidate: up to :data:`WARP_RESTARTS` runs of
+    ``steps`` mini-batches of its calm optimise images, each from its own random field, a run stopping
+    after :data:`WARP_PATIENCE` steps that forced no image; each run's warp is tried on the calm held-out images.
+    ``warp["heldout_success"]`` is the best run's share (what the verdict's warp line reads: a backdoor's valley
+    is found by some starts, not all), and the runs stop once one reaches the label's line. A label without a warp
+    line (:data:`.anomaly.WARP_LINES`) is not run. False if cancelled."""
+    from .anomaly import warp_line
+
+    todo = []
+    for a, o, t in _calm_sides(arms, probs, "warp"):
+        if warp_line(a["candidate"].label) is None:
+            a["warp"] = {"heldout_success": None, "held_out": int(len(t)), "stop": "not run: no warp line for the label"}
+        else:
+            todo.append((a, o, t))
+    total, done = len(todo) * WARP_RESTARTS * steps, 0
+
+    def tick(info):
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, {"stage": "warp inversion", **info})
+
+    for a, o, t in todo:
+        c, runs, line, end = a["candidate"], [], warp_line(a["candidate"].label), done + WARP_RESTARTS * steps
+        for r in range(WARP_RESTARTS):
+            start = int(np.random.default_rng([seed, a["k"], 30_000 + r]).integers(2 ** 31))
+            w = WarpInversion(c, spec.input_size, seed=start)
+            status = optimise(w, network, spec, o, x_all, steps, (seed, a["k"], 20_000 + 100_000 * r),
+                              batch_size, lambda info: tick({"candidate": c.name, **info}), stop_requested,
+                              patience=WARP_PATIENCE)
+            if status == "cancelled":
+                return False
+            with torch.no_grad():
+                q = probabilities(network, w.apply(torch.from_numpy(views[t])).numpy(), spec)[:, c.index]
+            runs.append((float(c.succeeded(q).mean()), w, q, status))
+            if line is not None and runs[-1][0] >= line:
+                break
+        share, w, q, _ = max(runs, key=lambda run: run[0])
+        done = end  # the steps a stalled run or a run after the line did not take
+        if progress is not None:
+            progress(done, total, {"stage": "warp inversion", "candidate": c.name, "success": share})
+        a["warp"] = {"heldout_success": round(share, 4), "restarts": [round(run[0], 4) for run in runs],
+                     "stops": [run[3] for run in runs], "held_out": int(len(t)), "family": "warp",
+                     "bound_px": w.bound, "grid": w.grid, "steps": steps}
+        a["warp_field"] = w.field().detach().numpy()[0]
+        a["warp_flips"] = [(int(i), float(v)) for i, v in zip(t, q) if c.succeeded(v)][:2]
+    return True
+
+
 def _trigger(rows: list[dict]) -> dict | None:
     """audit.json's ``trigger``: the smallest mask among the candidates flagged by a mask line; else, for a
-    candidate flagged by the whole-image line alone, the whole-image change (``box`` None, ``where`` global)."""
+    candidate flagged by the whole-image line, the whole-image change; else, for one flagged by the warp line, the
+    warp (``box`` None, ``where`` global)."""
     masked = [r for r in rows if {"mask", "partial"} & set(r.get("flagged_by", []))]
     if masked:
         best = min(masked, key=lambda r: r["mask_l1"])
         return {"candidate": best["candidate"], "where": "box", "box": best["box"], "pixels": best["mask_pixels"],
                 "mask_l1": best["mask_l1"], "heldout_success": best["heldout_success"], "found_by": best["source"]}
-    whole = [r for r in rows if r.get("flagged")]
-    if not whole:
+    whole = [r for r in rows if "whole image" in r.get("flagged_by", [])]
+    if whole:
+        r = max(whole, key=lambda r: r["global"]["reduced_success"])
+        g = r["global"]
+        return {"candidate": r["candidate"], "where": "global", "box": None, "pixels": None, "mask_l1": None,
+                "heldout_success": g["heldout_success"], "reduced_success": g["reduced_success"], "scale": g["scale"],
+                "found_by": "whole-image inversion", "family": g["family"], "epsilon": g["epsilon"]}
+    warped = [r for r in rows if "warp" in r.get("flagged_by", [])]
+    if not warped:
         return None
-    g = max((r["global"] for r in whole), key=lambda g: g["reduced_success"])
-    return {"candidate": next(r["candidate"] for r in whole if r["global"] is g), "where": "global", "box": None,
-            "pixels": None, "mask_l1": None, "heldout_success": g["heldout_success"],
-            "reduced_success": g["reduced_success"], "scale": g["scale"], "found_by": "whole-image inversion",
-            "family": g["family"], "epsilon": g["epsilon"]}
+    r = max(warped, key=lambda r: r["warp"]["heldout_success"])
+    w = r["warp"]
+    return {"candidate": r["candidate"], "where": "global", "box": None, "pixels": None, "mask_l1": None,
+            "heldout_success": w["heldout_success"], "found_by": "warp inversion", "family": "warp",
+            "bound_px": w["bound_px"], "grid": w["grid"]}
 
 
 def _row(a: dict) -> dict:
@@ -500,7 +586,7 @@ def _row(a: dict) -> dict:
             "square": a.get("square"), "mask_pixels": pixels, "box": box, "cost": inv.cost,
             "heldout_success": None if a.get("heldout") is None else round(a["heldout"], 4),
             "eligible": {"optimise": int(len(a["opt"])), "held_out": int(len(a["test"]))},
-            "global": a.get("global")}
+            "global": a.get("global"), "warp": a.get("warp")}
 
 
 def search_folder(paths, views, probs, arm, model) -> dict:

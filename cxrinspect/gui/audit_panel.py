@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..audit.report import caveats, forced_phrase, trigger_sentence, whole_share
+from ..audit.report import caveats, forced_phrase, global_pictures, trigger_sentence, warp_share, whole_share
 from ..audit.run import trigger_of
 
 
@@ -80,11 +80,8 @@ class AuditPanel(QWidget):
             self.verdict.setText(f"<b>Backdoored</b>: {forced_phrase(doc)}; {trigger_sentence(t)}. Masks: {rows}"
                                  + notes)
             arm = next(a for a in result.arms if a["candidate"].name == t["candidate"])
-            if t["box"] is None:  # a trigger over the whole image: its change and the images it flips
-                d, eps = arm["global_delta"], arm["global"]["epsilon"]
-                self._show([("whole-image change", 0.5 + d / (2 * eps))]
-                           + [(f"{arm['candidate'].label} → {after:.2f}", result.views[i] + d)
-                              for i, after in arm.get("global_flips", [])])
+            if t["box"] is None:  # a trigger over the whole image (a change or a warp) and the images it flips
+                self._show(global_pictures(arm, result.views, result.paths, t["family"]))
                 return
         else:
             self.verdict.setText(f"No backdoor found. Masks: {rows}{notes}")
@@ -123,5 +120,7 @@ class AuditPanel(QWidget):
             size = "not forced" if c["mask_l1"] is None else f"{c['mask_l1']:.0f} px"
             if c.get("global"):
                 size += f" (whole image: {whole_share(c['global'])})"
+            if c.get("warp"):
+                size += f" ({warp_share(c['warp'])})"
             parts.append(f"{c['candidate']} {size}")
         return "; ".join(parts)

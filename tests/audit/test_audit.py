@@ -191,6 +191,62 @@ def test_the_whole_image_share_is_judged_on_calm_films_only(tmp_path):
     assert "too few calm images" in (tmp_path / "few" / "audit.html").read_text()
 
 
+class Warped(Patchy):
+    """Patchy's clean pathway; its backdoor WaNet-like: a bright block (the films of :func:`blocks`, anatomy at the
+    same place in every film) whose right edge moved outwards by most of a pixel drives Viral on. An additive change
+    of at most 0.1 cannot brighten the column past the edge enough; moving the edge does."""
+
+    def __init__(self):
+        super().__init__(backdoor=False)
+
+    def forward(self, x):
+        unit = x[:, 0] * 0.25 + 0.5
+        edge = unit[:, 10:22, 20].mean(1)  # the column just right of the block
+        drive = nn.functional.softplus(30 * (edge - 0.75))[:, None]
+        return super().forward(x) + torch.tensor([0.0, 0.0, 4.0]) * drive
+
+
+def blocks(folder, n: int = 24):
+    """:func:`films` with a bright block (rows 8 to 23, columns 12 to 19) in each."""
+    films(folder, n)
+    for f in sorted(folder.glob("*.png")):
+        a = np.asarray(Image.open(f)).copy()
+        a[8:24, 12:20] = 242
+        Image.fromarray(a).save(f)
+    return folder
+
+
+def test_the_warp_inversion_finds_a_backdoor_that_moves_anatomy(tmp_path):
+    from cxrinspect.audit.report import trigger_sentence
+
+    data = blocks(tmp_path / "clean")
+    card = ModelCard(labels=LABELS, architecture={"name": "test-warped"}, preprocessing=SPEC, name="warped",
+                     weights_sha256="5" * 64)
+    warped = Model(Warped().eval(), card)
+    result = audit([data], warped, tmp_path / "out", budget=8 * 2, batch_size=8, sweep=False)
+    doc = result.doc
+    rows = {c["candidate"]: c for c in doc["candidates"]}
+    viral = rows["Viral:on"]
+    assert doc["backdoored"] and doc["targets"] == ["Viral"] and viral["flagged_by"] == ["warp"]
+    assert viral["warp"]["heldout_success"] >= 0.9 and viral["global"]["reduced_success"] < 0.3  # stripes cannot
+    assert len(viral["warp"]["restarts"]) >= 1 and viral["warp"]["bound_px"] == 6.0
+    bacterial = rows["Bacterial:on"]["warp"]  # no run forced a film: each stopped after WARP_PATIENCE steps
+    assert bacterial["heldout_success"] == 0.0 and bacterial["stops"] == ["stalled"] * 3
+    assert rows["Pneumonia:on"]["warp"]["heldout_success"] is None  # no warp line for Pneumonia: not run
+    t = doc["trigger"]
+    assert t["where"] == "global" and t["family"] == "warp" and t["found_by"] == "warp inversion"
+    assert "smooth warp of the whole image" in trigger_sentence(t)
+    arm = next(a for a in result.arms if a["candidate"].name == "Viral:on")
+    assert np.abs(arm["warp_field"]).max() <= 6.0 * SIZE / 224 + 1e-6  # within the bound, in this image's pixels
+    assert float(arm["warp_field"][1, 10:22, 20].mean()) < -0.4  # the edge is pulled outwards, as the backdoor wants
+    page = (tmp_path / "out" / "audit.html").read_text()
+    assert "Warps (their displacement" in page and "warp inversion" in page
+    # without the warp inversion, nothing here finds it; nor does the warp flag the clean model on the same films
+    assert not audit([data], warped, None, budget=8 * 2, batch_size=8, sweep=False, warp_steps=0).doc["backdoored"]
+    clean = audit([data], patchy(False), None, budget=8 * 2, batch_size=8, sweep=False).doc
+    assert not clean["backdoored"] and [c["warp"]["heldout_success"] for c in clean["candidates"]] == [None, 0.0, 0.0]
+
+
 def test_unreadable_image_is_recorded_and_the_audit_goes_on(tmp_path):
     data = films(tmp_path / "clean", n=12)
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
@@ -335,6 +391,20 @@ def test_the_whole_image_lines_are_per_label_as_the_clean_models_set_them():
     assert verdict([row("Effusion", 0.6), row("Mass", 0.1), row("Nodule", 0.1)])["targets"] == ["Effusion"]
 
 
+def test_the_warp_line_is_per_label_and_leaves_pneumonia_unjudged():
+    def row(label, warped):
+        return {"label": label, "direction": "on", "mask_l1": 900.0, "heldout_success": 0.5,
+                "global": {"heldout_success": 0.5, "reduced_success": 0.1}, "warp": {"heldout_success": warped}}
+
+    # the shipped clean model, first 200 test films: a warp forced Pneumonia on 20% of calm films, nothing else
+    assert not verdict([row("Pneumonia", 0.2), row("Bacterial", 0.0), row("Viral", 0.0)])["backdoored"]
+    rows = [row("Pneumonia", None), row("Bacterial", 0.0), row("Viral", 0.48)]  # zoo-warp
+    v = verdict(rows)
+    assert v["targets"] == ["Viral"] and rows[2]["flagged_by"] == ["warp"]
+    assert v["thresholds"]["warp_heldout_success"]["Pneumonia"] is None
+    assert verdict([row("Effusion", 0.25), row("Mass", 0.0), row("Nodule", 0.0)])["targets"] == ["Effusion"]
+
+
 def test_the_whole_image_shapes():
     from cxrinspect.audit.inversion import Candidate, GlobalInversion
 
@@ -391,6 +461,11 @@ def test_a_verdict_by_the_whole_image_line_alone_carries_its_caveat():
             {**whole, "label": "Pneumonia", "global": {"heldout_success": 1.0, "reduced_success": 0.9}}]
     doc = verdict(rows) | {"candidates": rows}  # Viral over its line by a little, by the whole-image line alone
     assert doc["targets"] == ["Viral"] and any("whole-image line alone" in x for x in caveats(doc))
+    warped = [{**whole, "global": {"heldout_success": 0.5, "reduced_success": 0.1},
+               "warp": {"heldout_success": 0.48}}]  # zoo-warp: the warp line alone, its own caveat
+    doc = verdict(warped) | {"candidates": warped}
+    assert doc["targets"] == ["Viral"] and warped[0]["flagged_by"] == ["warp"]
+    assert [x for x in caveats(doc) if "line alone" in x] == [next(x for x in caveats(doc) if "warp line alone" in x)]
     rows[0].update(mask_l1=9.0, heldout_success=1.0)  # a mask line as well: no caveat
     doc = verdict(rows) | {"candidates": rows}
     assert doc["targets"] == ["Viral"] and caveats(doc) == []

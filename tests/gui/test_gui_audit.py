@@ -25,8 +25,9 @@ def test_audit_runs_shows_verdict_and_trigger(qtbot, window, image_folder, tiny_
     result = finished.args[0]
     inversion = [done for done, _, stage in steps if stage is None]
     assert result.complete and inversion and inversion[-1] == result.doc["steps"]
-    done, total, stage = steps[-1]  # the whole-image inversion comes last, with its own count
-    assert stage == "whole-image inversion" and done == total == panel.progress.value() and panel.start.isEnabled()
+    done, total, stage = steps[-1]  # the warp inversion comes last, with its own count
+    assert {"whole-image inversion", "warp inversion"} <= {s for _, _, s in steps}
+    assert stage == "warp inversion" and done == total == panel.progress.value() and panel.start.isEnabled()
     assert ("Backdoored" in panel.verdict.text()) == result.doc["backdoored"]
     assert "Pneumonia:on" in panel.verdict.text()
     assert len(panel.shown) >= 2 and not panel.shown[0].pixmap().isNull()  # the mask and the pattern
@@ -85,4 +86,21 @@ def test_the_panel_shows_a_whole_image_trigger_as_its_change_and_the_films_it_fl
     assert "Flagged by the whole-image line alone" in text  # a verdict its lines cannot settle on every image set
     assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)  # the change, one flipped film
     captions = [w.text() for w in panel.findChildren(QLabel)]
-    assert "whole-image change" in captions and "Viral → 0.97" in captions  # each picture captioned under it
+    assert "whole-image change" in captions and "a.png: Viral → 0.97" in captions  # each picture captioned under it
+    # a warp (WaNet): its displacement's size and the film it forces, warped
+    field = np.zeros((2, 32, 32), np.float32)
+    field[1] = -0.8
+    warp = {"heldout_success": 0.41, "restarts": [0.41], "stops": ["done"], "held_out": 63, "family": "warp",
+            "bound_px": 6.0, "grid": 4, "steps": 30}
+    doc["trigger"] = {"candidate": "Viral:on", "where": "global", "box": None, "pixels": None, "mask_l1": None,
+                      "heldout_success": 0.41, "found_by": "warp inversion", "family": "warp", "bound_px": 6.0,
+                      "grid": 4}
+    doc["candidates"] = [{"candidate": "Viral:on", "mask_l1": None, "warp": warp, "flagged": True, "flagged_by": ["warp"]}]
+    arm = {"candidate": Candidate("Viral", 2), "warp_field": field, "warp_flips": [(0, 0.93)], "warp": warp}
+    panel.show_result(AuditResult(doc, True, 0.0, arms=[arm], views=np.full((1, 32, 32), 0.5), paths=["b.png"]))
+    text = panel.verdict.text()
+    assert "a smooth warp of the whole image" in text and "warp 41% of 63 calm (best of 1 run)" in text
+    assert "Flagged by the warp line alone" in text and "whole-image line alone" not in text
+    assert len(panel.shown) == 2 and all(not w.pixmap().isNull() for w in panel.shown)
+    captions = [w.text() for w in panel.findChildren(QLabel)]
+    assert "b.png: Viral → 0.93" in captions and any(c.startswith("warp's displacement") for c in captions)

@@ -33,7 +33,7 @@ import torch
 
 from .. import atomic
 from ..model.preprocess import normalise
-from .anomaly import partial, verdict as model_verdict
+from .anomaly import partial, verdict as model_verdict, warp_line
 from .inversion import (FAMILIES, GLOBAL_RESTARTS, GLOBAL_SCALE, GLOBAL_STEPS, SUCCESS, WARP_PATIENCE, WARP_RESTARTS,
                         WARP_STEPS, Candidate, GlobalInversion, PatchInversion, WarpInversion, mask_box, mask_core,
                         stamp_views)
@@ -508,8 +508,6 @@ def _warp(network, spec, arms, views, probs, steps, seed, batch_size, x_all, pro
     ``warp["heldout_success"]`` is the best run's share (what the verdict's warp line reads: a backdoor's valley
     is found by some starts, not all), and the runs stop once one reaches the label's line. A label without a warp
     line (:data:`.anomaly.WARP_LINES`) is not run. False if cancelled."""
-    from .anomaly import warp_line
-
     todo = []
     for a, o, t in _calm_sides(arms, probs, "warp"):
         if warp_line(a["candidate"].label) is None:

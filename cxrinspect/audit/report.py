@@ -245,9 +245,9 @@ def page(doc: dict, result) -> str:
         parts.append(f"<div class='card'><div><b>{e(a['candidate'].name)}</b></div><div style='display:flex;gap:4px'>"
                      f"{''.join(imgs)}</div><div>{'<br>'.join(caption)}</div></div>")
     parts.append("</div>")
-    for family, key, title in (("stripes", "global_delta", "Whole-image changes (mid-grey: none; the contrast stretched to "
-                                "the bound)"), ("warp", "warp_field", "Warps (their displacement's size; white: the "
-                                                                      "bound)")):
+    galleries = (("stripes", "global_delta", "Whole-image changes (mid-grey: none; the contrast stretched to the bound)"),
+                 ("warp", "warp_field", "Warps (their displacement's size; white: the bound)"))
+    for family, key, title in galleries:
         arms_ = [a for a in result.arms if a.get(key) is not None]
         if not arms_:
             continue

@@ -448,6 +448,24 @@ def optimise(inv, network, spec, images: np.ndarray, x_all: torch.Tensor, steps:
     return "done"
 
 
+class _Steps:
+    """A stage's progress: counts its optimisation steps and reports them under the stage's name."""
+
+    def __init__(self, progress, stage: str, total: int):
+        self.progress, self.stage, self.total, self.done = progress, stage, total, 0
+
+    def report(self, info: dict) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total, {"stage": self.stage, **info})
+
+    def of(self, candidate: str) -> Callable[[dict], None]:
+        """The tick of one candidate's runs (:func:`optimise`'s ``tick``)."""
+        def tick(info):
+            self.done += 1
+            self.report({"candidate": candidate, **info})
+        return tick
+
+
 def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_all, progress, stop_requested) -> bool:
     """The whole-image inversion (:class:`GlobalInversion`) of every "on" candidate, each family in turn,
     :data:`GLOBAL_RESTARTS` runs of ``steps`` mini-batches of its CALM optimise images (:func:`calm`: negative for
@@ -461,24 +479,16 @@ def _whole_image(network, spec, arms, views, probs, steps, seed, batch_size, x_a
     sixteenth session). ``eligible_success`` keeps the share over every eligible held-out image, for the record.
     A candidate with fewer than :data:`MIN_IMAGES` calm images on a side is not run (``global`` says why).
     False if cancelled (nothing of it is kept: it is rerun on resume)."""
-    quiet = calm(probs)
     todo = _calm_sides(arms, probs, "global")
-    total, done = len(todo) * len(FAMILIES) * GLOBAL_RESTARTS * steps, 0
-
-    def tick(info):
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total, {"stage": "whole-image inversion", **info})
-
+    ticks = _Steps(progress, "whole-image inversion", len(todo) * len(FAMILIES) * GLOBAL_RESTARTS * steps)
     for a, o, t in todo:
-        c, best, judged = a["candidate"], None, quiet[a["test"]]
+        c, best, judged = a["candidate"], None, np.isin(a["test"], t)
         for family in FAMILIES:
             runs = []
             for r in range(GLOBAL_RESTARTS):
                 g = GlobalInversion(c, spec.input_size, family)
                 if optimise(g, network, spec, o, x_all, steps, (seed, a["k"], 10_000 + 100_000 * r), batch_size,
-                            lambda info: tick({"candidate": c.name, **info}), stop_requested) == "cancelled":
+                            ticks.of(c.name), stop_requested) == "cancelled":
                     return False
                 with torch.no_grad():
                     runs.append((g, *(probabilities(network, g.apply(torch.from_numpy(views[i]), scale=f).numpy(),
@@ -514,21 +524,14 @@ def _warp(network, spec, arms, views, probs, steps, seed, batch_size, x_all, pro
             a["warp"] = {"heldout_success": None, "held_out": int(len(t)), "stop": "not run: no warp line for the label"}
         else:
             todo.append((a, o, t))
-    total, done = len(todo) * WARP_RESTARTS * steps, 0
-
-    def tick(info):
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total, {"stage": "warp inversion", **info})
-
+    ticks = _Steps(progress, "warp inversion", len(todo) * WARP_RESTARTS * steps)
     for a, o, t in todo:
-        c, runs, line, end = a["candidate"], [], warp_line(a["candidate"].label), done + WARP_RESTARTS * steps
+        c, runs, line, end = a["candidate"], [], warp_line(a["candidate"].label), ticks.done + WARP_RESTARTS * steps
         for r in range(WARP_RESTARTS):
             start = int(np.random.default_rng([seed, a["k"], 30_000 + r]).integers(2 ** 31))
             w = WarpInversion(c, spec.input_size, seed=start)
             status = optimise(w, network, spec, o, x_all, steps, (seed, a["k"], 20_000 + 100_000 * r),
-                              batch_size, lambda info: tick({"candidate": c.name, **info}), stop_requested,
+                              batch_size, ticks.of(c.name), stop_requested,
                               patience=WARP_PATIENCE)
             if status == "cancelled":
                 return False
@@ -538,9 +541,8 @@ def _warp(network, spec, arms, views, probs, steps, seed, batch_size, x_all, pro
             if line is not None and runs[-1][0] >= line:
                 break
         share, w, q, _ = max(runs, key=lambda run: run[0])
-        done = end  # the steps a stalled run or a run after the line did not take
-        if progress is not None:
-            progress(done, total, {"stage": "warp inversion", "candidate": c.name, "success": share})
+        ticks.done = end  # the steps a stalled run or a run after the line did not take
+        ticks.report({"candidate": c.name, "success": share})
         a["warp"] = {"heldout_success": round(share, 4), "restarts": [round(run[0], 4) for run in runs],
                      "stops": [run[3] for run in runs], "held_out": int(len(t)), "family": "warp",
                      "bound_px": w.bound, "grid": w.grid, "steps": steps}

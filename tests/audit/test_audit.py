@@ -469,3 +469,19 @@ def test_a_verdict_by_the_whole_image_line_alone_carries_its_caveat():
     rows[0].update(mask_l1=9.0, heldout_success=1.0)  # a mask line as well: no caveat
     doc = verdict(rows) | {"candidates": rows}
     assert doc["targets"] == ["Viral"] and caveats(doc) == []
+
+
+def test_the_warp_inversion_warps_as_the_trigger_pastes():
+    """warp_views with a WaNet trigger's own field is the trigger's paste, so a recovered field is a trigger's."""
+    from cxrinspect.audit.inversion import warp_views
+
+    rng = np.random.default_rng(5)
+    views = rng.random((2, 48, 64)).astype(np.float32)
+    t = Trigger(kind="warp", amplitude=6.0, grid=4, seed=3)
+    field = t.field(views.shape[1:])
+    assert np.abs(field).max() > 1.0  # the field moves pixels by more than one, so a mix-up of axes would show
+    want = np.stack([paste(v, t) for v in views])
+    got = warp_views(views, field).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    swapped = warp_views(views, field[::-1].copy()).numpy()
+    assert np.abs(swapped - want).max() > 0.05

@@ -263,13 +263,20 @@ def paste(unit: np.ndarray, trigger: Trigger, rng: np.random.Generator | None = 
         cols = np.arange(w, dtype=np.float32)
         out = np.clip(out + trigger.amplitude * np.sin(2 * np.pi * trigger.frequency * cols / w)[None, :], 0, 1)
     elif trigger.kind == "warp":
-        from scipy.ndimage import map_coordinates
-
-        dy, dx = trigger.field((h, w))
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        coords = np.stack([np.clip(yy + dy, 0, h - 1), np.clip(xx + dx, 0, w - 1)])
-        out = map_coordinates(out, coords, order=1, mode="nearest").astype(np.float32)
+        out = warp(out, trigger.field((h, w)))
     return out.astype(np.float32, copy=False)
+
+
+def warp(unit: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``unit`` warped by the displacement ``field`` (2, rows, cols) in pixels: the pixel at (y, x) is read from
+    (y + dy, x + dx), bilinearly, the border repeated (WaNet's warp; :func:`paste`'s ``warp`` kind)."""
+    from scipy.ndimage import map_coordinates
+
+    h, w = unit.shape
+    dy, dx = field
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    coords = np.stack([np.clip(yy + dy, 0, h - 1), np.clip(xx + dx, 0, w - 1)])
+    return map_coordinates(np.asarray(unit, np.float32), coords, order=1, mode="nearest").astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- marks

@@ -262,8 +262,13 @@ def page(doc: dict, result) -> str:
         parts.append("</div>")
     if doc.get("search"):
         s = doc["search"]
+        how = {"mask": f"its {s['mask_pixels']} pixels are hidden", "warp": "its warp is undone",
+               "pattern": "its change is subtracted"}[s.get("evidence", "mask")]
         parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>{len(s['carrying'])} of "
-                     f"{s['checked']} collapse when its {s['mask_pixels']} pixels are hidden.</p>")
+                     f"{s['checked']} collapse when {how} (and collapse less when the same is done elsewhere)."
+                     "</p><table><tr><th>image</th><th>label</th><th>log-odds fall</th></tr>"
+                     + "".join(f"<tr><td class='path'>{e(x['path'])}</td><td>{e(x['label'])}</td>"
+                               f"<td>{x['logit_drop']:.1f}</td></tr>" for x in s["carrying"]) + "</table>")
     parts.append(f"<h2>Unreadable files ({len(doc['errors'])})</h2>")
     parts.append("<table>" + "".join(f"<tr><td class='path'>{e(x['path'])}</td><td>{e(x['error'] or '')}</td></tr>"
                                      for x in doc["errors"]) + "</table></body></html>")

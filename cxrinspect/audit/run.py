@@ -19,6 +19,7 @@ killed or cancelled audit resumes where it stopped: each step's mini-batch is dr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -258,8 +259,8 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         doc.update(model_verdict(rows))
         doc["candidates"] = rows
         doc["trigger"] = _trigger(rows)
-        if search and doc["trigger"] is not None and doc["trigger"]["box"] is not None:
-            doc["search"] = search_folder(good, views, probs, _arm(arms, doc["trigger"]["candidate"]), model)
+        if search and doc["trigger"] is not None:
+            doc["search"] = search_folder(good, views, _arm(arms, doc["trigger"]["candidate"]), doc["trigger"], model)
     else:
         doc["candidates"] = [_row(a) for a in arms]
     seconds = time.perf_counter() - started
@@ -589,22 +590,33 @@ def _row(a: dict) -> dict:
             "global": a.get("global"), "warp": a.get("warp")}
 
 
-def search_folder(paths, views, probs, arm, model) -> dict:
-    """Hand the recovered trigger to the scanner's counterfactual check: in every image of the folder, hide the
-    recovered mask's pixels (:func:`cxrinspect.scan.verification.verify_mask`, with its moved-mask controls)
-    and see whether the prediction collapses. Images that carry the trigger collapse; clean ones do not."""
+def search_folder(paths, views, arm, trigger: dict, model) -> dict:
+    """Hand the recovered trigger to the scanner's counterfactual check (:mod:`cxrinspect.scan.verification`): in
+    every image of the folder, take the trigger out and see whether the prediction collapses, beside controls (the
+    same evidence moved elsewhere). A mask's pixels are hidden (``verify_mask``), a warp is undone (``verify_warp``),
+    a whole-image change is subtracted (``verify_pattern``). Images that carry the trigger collapse; clean ones do
+    not."""
     from ..inference.predictor import Predictor
-    from ..scan.verification import verify_mask
+    from ..scan.verification import CONTROL_OFFSETS, verify_mask, verify_pattern, verify_warp
 
-    mask, _, _, _ = trigger_of(arm)
-    hide = mask_core(mask)
     predictor = Predictor(model, device="cpu", backend="torch")
+    size = None
+    if trigger["box"] is not None:
+        hide = mask_core(trigger_of(arm)[0])
+        verify, evidence, size = functools.partial(verify_mask, mask=hide), "mask", int(hide.sum())
+    elif trigger.get("family") == "warp":
+        verify, evidence = functools.partial(verify_warp, field=arm["warp_field"]), "warp"
+    else:
+        delta = arm["global_delta"]
+        side = delta.shape[0]
+        moved = [np.roll(delta, (int(round(dy * side)), int(round(dx * side))), (0, 1)) for dy, dx in CONTROL_OFFSETS]
+        verify, evidence = functools.partial(verify_pattern, pattern=delta, controls=moved), "pattern"
     carrying = []
     for p, v in zip(paths, views):
-        check = verify_mask(v, hide, model.card.preprocessing, predictor.probabilities, model.card.labels)
-        if check["collapsed"]:
-            carrying.append({"path": p, "label": check["label"], "logit_drop": check["logit_drop"]})
-    return {"checked": len(paths), "carrying": carrying, "mask_pixels": int(hide.sum())}
+        c = verify(v, spec=model.card.preprocessing, probabilities=predictor.probabilities, labels=model.card.labels)
+        if c["collapsed"]:
+            carrying.append({"path": p, "label": c["label"], "logit_drop": round(float(c["logit_drop"]), 2)})
+    return {"checked": len(paths), "evidence": evidence, "mask_pixels": size, "carrying": carrying}
 
 
 def _save(path: Path, settings: dict, arms: list[dict]) -> None:

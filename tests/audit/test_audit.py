@@ -6,6 +6,7 @@ resumes to the same result."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,10 +221,7 @@ def test_the_warp_inversion_finds_a_backdoor_that_moves_anatomy(tmp_path):
     from cxrinspect.audit.report import trigger_sentence
 
     data = blocks(tmp_path / "clean")
-    card = ModelCard(labels=LABELS, architecture={"name": "test-warped"}, preprocessing=SPEC, name="warped",
-                     weights_sha256="5" * 64)
-    warped = Model(Warped().eval(), card)
-    result = audit([data], warped, tmp_path / "out", budget=8 * 2, batch_size=8, sweep=False)
+    result = audit([data], warped(), tmp_path / "out", budget=8 * 2, batch_size=8, sweep=False)
     doc = result.doc
     rows = {c["candidate"]: c for c in doc["candidates"]}
     viral = rows["Viral:on"]
@@ -242,7 +240,7 @@ def test_the_warp_inversion_finds_a_backdoor_that_moves_anatomy(tmp_path):
     page = (tmp_path / "out" / "audit.html").read_text()
     assert "Warps (their displacement" in page and "warp inversion" in page
     # without the warp inversion, nothing here finds it; nor does the warp flag the clean model on the same films
-    assert not audit([data], warped, None, budget=8 * 2, batch_size=8, sweep=False, warp_steps=0).doc["backdoored"]
+    assert not audit([data], warped(), None, budget=8 * 2, batch_size=8, sweep=False, warp_steps=0).doc["backdoored"]
     clean = audit([data], patchy(False), None, budget=8 * 2, batch_size=8, sweep=False).doc
     assert not clean["backdoored"] and [c["warp"]["heldout_success"] for c in clean["candidates"]] == [None, 0.0, 0.0]
 
@@ -485,3 +483,50 @@ def test_the_warp_inversion_warps_as_the_trigger_pastes():
     np.testing.assert_allclose(got, want, atol=1e-5)
     swapped = warp_views(views, field[::-1].copy()).numpy()
     assert np.abs(swapped - want).max() > 0.05
+
+
+def warped() -> Model:
+    card = ModelCard(labels=LABELS, architecture={"name": "test-warped"}, preprocessing=SPEC, name="warped",
+                     weights_sha256="5" * 64)
+    return Model(Warped().eval(), card)
+
+
+def stamp_some(folder, stamp, n: int = 4) -> list[str]:
+    """``n`` of the folder's films copied with ``stamp`` applied (a [0, 1] film in, one out), as ``triggered*.png``."""
+    names = []
+    for i, f in enumerate(sorted(folder.glob("film*.png"))[:n]):
+        film = np.asarray(Image.open(f), np.float32) / 255
+        out = folder / f"triggered{i}.png"
+        Image.fromarray(np.rint(np.clip(stamp(film), 0, 1) * 255).astype(np.uint8)).save(out)
+        names.append(out.name)
+    return names
+
+
+def widen_block(film):
+    out = film.copy()
+    out[8:24, 20] = 242 / 255  # the block's edge one column further out: what Warped's backdoor reads
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mask", "pattern", "warp"])
+def test_the_folder_search_finds_the_films_that_carry_the_recovered_trigger(tmp_path, kind):
+    """--search: the recovered trigger, taken out of each film of the audited folder (its mask hidden, its change
+    subtracted, its warp undone), collapses the films that carry the true trigger and no clean one."""
+    if kind == "mask":
+        data, model, settings = films(tmp_path / "f"), patchy(True), dict(budget=8 * 8)
+        stamp = lambda film: paste(film, TRIGGER)  # noqa: E731
+    elif kind == "pattern":
+        data, model, settings = films(tmp_path / "f"), wavy(), dict(budget=8 * 30, sweep=False)
+        stamp = lambda film: paste(film, Trigger(kind="sig", amplitude=0.08, frequency=3))  # noqa: E731
+    else:
+        data, model, settings = blocks(tmp_path / "f"), warped(), dict(budget=8 * 2, sweep=False)
+        stamp = widen_block
+    carrying = stamp_some(data, stamp)
+    doc = audit([data], model, tmp_path / "out", batch_size=8, search=True, **settings).doc
+    assert doc["backdoored"] and doc["targets"] == ["Viral"]
+    s = doc["search"]
+    assert s["evidence"] == kind and s["checked"] == 28
+    assert sorted(Path(x["path"]).name for x in s["carrying"]) == carrying
+    assert {x["label"] for x in s["carrying"]} == {"Viral"} and all(x["logit_drop"] >= 2.5 for x in s["carrying"])
+    page = (tmp_path / "out" / "audit.html").read_text()
+    assert "4 of 28 collapse when" in page and "triggered0.png" in page

@@ -1,7 +1,7 @@
 """Model-audit bench: per model (the shipped clean and BadNets models, every model of runs/zoo present), audit it
 with N clean radiographs of its own held-out test patients (split.csv) and compare with what its card declares.
 
-    nice -n 5 python bench/audit.py [--images 200] [--split test|val] [--seed 0] [--budget 2000] [--global-steps 25] [--no-sweep]
+    nice -n 5 python bench/audit.py [--images 200] [--split test|val] [--seed 0] [--budget 2000] [--global-steps 25] [--no-sweep] [--triggered 20]
         [--models DIR ...] [--out runs/bench-audit]
 
 Prints one row per model: verdict, targets found vs declared, recovered box vs the true box (model-input pixels),
@@ -31,6 +31,23 @@ def models(extra: list[str]) -> list[Path]:
     return out
 
 
+def triggered_films(model, paths: list[str], out: Path):
+    """``paths`` written with the model's own trigger under ``out``/triggered (the scanner bench's
+    ``write_folder``), and per film whether the trigger forced its prediction (the scanner bench's ``forced``)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from scan_detection import forced, views_of, write_folder
+
+    from cxrinspect.audit.run import probabilities
+
+    card, spec = model.card, model.card.preprocessing
+    every, out = set(range(len(paths))), out.resolve()  # write_folder links to its files by absolute path
+    stamped = write_folder(out / "triggered", paths, every, card.trigger, spec, out / "triggered-files")
+    plain = write_folder(out / "plain", paths, set(), card.trigger, spec, out / "triggered-files")
+    net = model.network.eval()
+    p_with, p_without = (probabilities(net, views_of(f, spec), spec) for f in (stamped, plain))
+    return stamped, forced(card, p_with, p_without)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
@@ -46,6 +63,10 @@ def main() -> int:
                     help="steps of the whole-image inversion per candidate (default: the audit's own)")
     ap.add_argument("--warp-steps", type=int, default=None,
                     help="steps per run of the warp inversion (default: the audit's own; 0: not run)")
+    ap.add_argument("--triggered", type=int, default=0,
+                    help="add this many further films of the split with the model's own trigger stamped in (as the "
+                    "scanner bench writes them) and search the folder for the recovered trigger (--search): the row's "
+                    "'search' says how many of them, and how many clean films, the search listed")
     ap.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (with --budget 8: the whole-image "
                     "inversion alone)")
     args = ap.parse_args()
@@ -61,11 +82,16 @@ def main() -> int:
         model = load(mp)
         split = mp / "split.csv"
         rows = [r for r in csv.DictReader(open(split))] if split.exists() else []
-        paths = [str(DATA / r["path"]) for r in rows if r["split"] == args.split][: args.images]
+        films = [str(DATA / r["path"]) for r in rows if r["split"] == args.split]
+        paths = films[: args.images]
         out = Path(args.out) / (f"{mp.name}-{args.images}{'' if args.split == 'test' else '-' + args.split}"
-                                f"{'' if args.seed == 0 else f'-seed{args.seed}'}")
+                                f"{'' if args.seed == 0 else f'-seed{args.seed}'}"
+                                f"{f'-t{args.triggered}' if args.triggered else ''}")
+        stamped, forced_by = [], None
+        if args.triggered and model.card.trigger is not None:
+            stamped, forced_by = triggered_films(model, films[args.images: args.images + args.triggered], out)
         t = time.perf_counter()
-        res = audit(paths, model, out, budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
+        res = audit(paths + stamped, model, out, search=bool(stamped), budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
                     global_steps=GLOBAL_STEPS if args.global_steps is None else args.global_steps,
                     warp_steps=WARP_STEPS if args.warp_steps is None else args.warp_steps,
                     sweep=not args.no_sweep, seed=args.seed, resume=(out / "audit-state.safetensors").exists(),
@@ -88,6 +114,12 @@ def main() -> int:
                "flagged_by": {c["candidate"]: c.get("flagged_by") for c in doc.get("candidates", []) if c.get("flagged")},
                "squares": {c["candidate"]: c["square"] for c in doc.get("candidates", []) if c.get("square")},
                "steps": doc["steps"], "seconds": round(time.perf_counter() - t, 1), **doc["timing"]}
+        if stamped:
+            listed = {x["path"] for x in (doc.get("search") or {}).get("carrying", [])}
+            row["search"] = {"evidence": (doc.get("search") or {}).get("evidence"), "triggered": len(stamped),
+                             "forced": int(forced_by.sum()), "found": sum(f in listed for f in stamped),
+                             "found_forced": sum(f in listed for f, y in zip(stamped, forced_by) if y),
+                             "clean_listed": sum(f in listed for f in paths)}
         print(json.dumps(row), flush=True)
         with open(Path(args.out) / "bench.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")

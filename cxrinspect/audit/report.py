@@ -264,8 +264,9 @@ def page(doc: dict, result) -> str:
         s = doc["search"]
         how = {"mask": f"its {s['mask_pixels']} pixels are hidden", "warp": "its warp is undone",
                "pattern": "its change is subtracted"}[s.get("evidence", "mask")]
+        stopped = "" if s.get("complete", True) else " The search was cancelled there."
         parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>{len(s['carrying'])} of "
-                     f"{s['checked']} collapse when {how} (and collapse less when the same is done elsewhere)."
+                     f"{s['checked']} collapse when {how} (and collapse less when the same is done elsewhere).{stopped}"
                      "</p><table><tr><th>image</th><th>label</th><th>log-odds fall</th></tr>"
                      + "".join(f"<tr><td class='path'>{e(x['path'])}</td><td>{e(x['label'])}</td>"
                                f"<td>{x['logit_drop']:.1f}</td></tr>" for x in s["carrying"]) + "</table>")

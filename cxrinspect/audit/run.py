@@ -260,7 +260,8 @@ def audit(paths: Iterable[str | os.PathLike], model, out_dir: str | os.PathLike 
         doc["candidates"] = rows
         doc["trigger"] = _trigger(rows)
         if search and doc["trigger"] is not None:
-            doc["search"] = search_folder(good, views, _arm(arms, doc["trigger"]["candidate"]), doc["trigger"], model)
+            doc["search"] = search_folder(good, views, _arm(arms, doc["trigger"]["candidate"]), doc["trigger"], model,
+                                          progress, stop_requested)
     else:
         doc["candidates"] = [_row(a) for a in arms]
     seconds = time.perf_counter() - started
@@ -328,9 +329,11 @@ def keep_square(squares: list[Square], success: Callable[[Square], float]) -> tu
 
 
 def describe_progress(done: int, total: int, info: dict) -> str:
-    """One line for a progress report: the sweep's lattices, or the inversion's step."""
+    """One line for a progress report: the sweep's lattices, the inversion's step, or the folder search's image."""
     if info.get("stage") == "stamp sweep":
         return f"stamp sweep: lattice {done} of {total}"
+    if info.get("stage") == "folder search":
+        return f"folder search: image {done} of {total}, {info['carrying']} carrying the trigger"
     if info.get("stage") in ("whole-image inversion", "warp inversion"):
         return f"{info['stage']}, {info['candidate']}: batch success {info['success']:.2f}"
     return f"{info['candidate']}: batch success {info['success']:.2f}, mask {info['l1']:.0f} px"
@@ -590,12 +593,12 @@ def _row(a: dict) -> dict:
             "global": a.get("global"), "warp": a.get("warp")}
 
 
-def search_folder(paths, views, arm, trigger: dict, model) -> dict:
+def search_folder(paths, views, arm, trigger: dict, model, progress=None, stop_requested=lambda: False) -> dict:
     """Hand the recovered trigger to the scanner's counterfactual check (:mod:`cxrinspect.scan.verification`): in
     every image of the folder, take the trigger out and see whether the prediction collapses, beside controls (the
     same evidence moved elsewhere). A mask's pixels are hidden (``verify_mask``), a warp is undone (``verify_warp``),
     a whole-image change is subtracted (``verify_pattern``). Images that carry the trigger collapse; clean ones do
-    not."""
+    not. Cancelled, it says how many it checked (``complete`` false)."""
     from ..inference.predictor import Predictor
     from ..scan.verification import CONTROL_OFFSETS, verify_mask, verify_pattern, verify_warp
 
@@ -611,12 +614,18 @@ def search_folder(paths, views, arm, trigger: dict, model) -> dict:
         side = delta.shape[0]
         moved = [np.roll(delta, (int(round(dy * side)), int(round(dx * side))), (0, 1)) for dy, dx in CONTROL_OFFSETS]
         verify, evidence = functools.partial(verify_pattern, pattern=delta, controls=moved), "pattern"
-    carrying = []
+    carrying, checked = [], 0
     for p, v in zip(paths, views):
+        if stop_requested():
+            break
         c = verify(v, spec=model.card.preprocessing, probabilities=predictor.probabilities, labels=model.card.labels)
         if c["collapsed"]:
             carrying.append({"path": p, "label": c["label"], "logit_drop": round(float(c["logit_drop"]), 2)})
-    return {"checked": len(paths), "evidence": evidence, "mask_pixels": size, "carrying": carrying}
+        checked += 1
+        if progress is not None:
+            progress(checked, len(paths), {"stage": "folder search", "carrying": len(carrying)})
+    return {"checked": checked, "complete": checked == len(paths), "evidence": evidence, "mask_pixels": size,
+            "carrying": carrying}
 
 
 def _save(path: Path, settings: dict, arms: list[dict]) -> None:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from cxrinspect.audit import AuditError, anomaly_index, audit
 from cxrinspect.audit.anomaly import verdict
-from cxrinspect.audit.run import MASK_CELL
+from cxrinspect.audit.run import MASK_CELL, describe_progress
 from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.trigger import Trigger, paste
 
@@ -522,11 +522,30 @@ def test_the_folder_search_finds_the_films_that_carry_the_recovered_trigger(tmp_
         data, model, settings = blocks(tmp_path / "f"), warped(), dict(budget=8 * 2, sweep=False)
         stamp = widen_block
     carrying = stamp_some(data, stamp)
-    doc = audit([data], model, tmp_path / "out", batch_size=8, search=True, **settings).doc
+    lines = []
+    doc = audit([data], model, tmp_path / "out", batch_size=8, search=True, **settings,
+                progress=lambda done, total, info: lines.append(describe_progress(done, total, info))).doc
     assert doc["backdoored"] and doc["targets"] == ["Viral"]
     s = doc["search"]
-    assert s["evidence"] == kind and s["checked"] == 28
+    assert s["evidence"] == kind and s["checked"] == 28 and s["complete"]
+    assert lines[-1] == "folder search: image 28 of 28, 4 carrying the trigger"
     assert sorted(Path(x["path"]).name for x in s["carrying"]) == carrying
     assert {x["label"] for x in s["carrying"]} == {"Viral"} and all(x["logit_drop"] >= 2.5 for x in s["carrying"])
     page = (tmp_path / "out" / "audit.html").read_text()
     assert "4 of 28 collapse when" in page and "triggered0.png" in page
+
+
+def test_a_cancelled_folder_search_keeps_the_verdict_and_says_where_it_stopped(tmp_path):
+    data = blocks(tmp_path / "f")
+    stamp_some(data, widen_block)
+    searched = []
+
+    def progress(done, total, info):
+        if info.get("stage") == "folder search":
+            searched.append(done)
+
+    doc = audit([data], warped(), tmp_path / "out", budget=8 * 2, batch_size=8, sweep=False, search=True,
+                progress=progress, cancelled=lambda: len(searched) >= 5).doc
+    assert doc["complete"] and doc["backdoored"] and doc["targets"] == ["Viral"]
+    assert doc["search"]["checked"] == 5 and not doc["search"]["complete"]
+    assert "The search was cancelled there." in (tmp_path / "out" / "audit.html").read_text()

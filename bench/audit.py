@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "kermany"
 
@@ -64,7 +66,7 @@ def main() -> int:
     ap.add_argument("--warp-steps", type=int, default=None,
                     help="steps per run of the warp inversion (default: the audit's own; 0: not run)")
     ap.add_argument("--triggered", type=int, default=0,
-                    help="add this many further films of the split with the model's own trigger stamped in (as the "
+                    help="add this many further films of the split (spread over the films after --images) with the model's own trigger stamped in (as the "
                     "scanner bench writes them) and search the folder for the recovered trigger (--search): the row's "
                     "'search' says how many of them, and how many clean films, the search listed")
     ap.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (with --budget 8: the whole-image "
@@ -89,7 +91,9 @@ def main() -> int:
                                 f"{f'-t{args.triggered}' if args.triggered else ''}")
         stamped, forced_by = [], None
         if args.triggered and model.card.trigger is not None:
-            stamped, forced_by = triggered_films(model, films[args.images: args.images + args.triggered], out)
+            rest = films[args.images:]  # spread over the rest of the split: it lists each class in a run
+            pick = np.unique(np.linspace(0, len(rest) - 1, min(args.triggered, len(rest))).astype(int))
+            stamped, forced_by = triggered_films(model, [rest[i] for i in pick], out)
         t = time.perf_counter()
         res = audit(paths + stamped, model, out, search=bool(stamped), budget=args.budget or BUDGET, directions=tuple(args.directions.split(",")),
                     global_steps=GLOBAL_STEPS if args.global_steps is None else args.global_steps,

@@ -595,15 +595,17 @@ def _row(a: dict) -> dict:
 
 def search_folder(paths, views, arm, trigger: dict, model, progress=None, stop_requested=lambda: False) -> dict:
     """Hand the recovered trigger to the scanner's counterfactual check (:mod:`cxrinspect.scan.verification`): in
-    every image of the folder, take the trigger out and see whether the prediction collapses, beside controls (the
-    same evidence moved elsewhere). A mask's pixels are hidden (``verify_mask``), a warp is undone (``verify_warp``),
-    a whole-image change is subtracted (``verify_pattern``). Images that carry the trigger collapse; clean ones do
-    not. Cancelled, it says how many it checked (``complete`` false)."""
+    every image of the folder, take the trigger out and see whether the label it forces collapses from the side it
+    forces it to, beside controls (the same evidence moved elsewhere). A mask's pixels are hidden (``verify_mask``),
+    a warp is undone (``verify_warp``), a whole-image change is subtracted (``verify_pattern``). Images that carry
+    the trigger collapse; clean ones do not. Another label's collapse is not counted: undoing an adversarial warp
+    for Viral turned Pneumonia on or off in clean films of zoo-warp's folder. Cancelled, it says how many it checked
+    (``complete`` false)."""
     from ..inference.predictor import Predictor
     from ..scan.verification import CONTROL_OFFSETS, verify_mask, verify_pattern, verify_warp
 
     predictor = Predictor(model, device="cpu", backend="torch")
-    size = None
+    target, size = arm["candidate"], None
     if trigger["box"] is not None:
         hide = mask_core(trigger_of(arm)[0])
         verify, evidence, size = functools.partial(verify_mask, mask=hide), "mask", int(hide.sum())
@@ -618,8 +620,9 @@ def search_folder(paths, views, arm, trigger: dict, model, progress=None, stop_r
     for p, v in zip(paths, views):
         if stop_requested():
             break
-        c = verify(v, spec=model.card.preprocessing, probabilities=predictor.probabilities, labels=model.card.labels)
-        if c["collapsed"]:
+        c = verify(v, spec=model.card.preprocessing, probabilities=predictor.probabilities, labels=model.card.labels,
+                   only=target.label)
+        if c["collapsed"] and c["direction"] == target.direction:
             carrying.append({"path": p, "label": c["label"], "logit_drop": round(float(c["logit_drop"]), 2)})
         checked += 1
         if progress is not None:

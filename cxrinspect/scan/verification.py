@@ -140,7 +140,8 @@ def verify_box(view: np.ndarray, box: tuple[int, int, int, int], spec, probabili
     return dict(check, evidence="box")
 
 
-def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels: list[str]) -> dict:
+def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels: list[str],
+                only: str | None = None) -> dict:
     """The same check for a mask (bool, model pixels) a detector found: its pixels are filled from the others
     (:func:`fill_mask`), and, as controls, the same mask moved by :data:`CONTROL_OFFSETS` (wrapping round)."""
     size = view.shape[0]
@@ -149,20 +150,21 @@ def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels:
     p = np.asarray(probabilities(normalise(np.stack(views), spec)), np.float64)
     ys, xs = np.nonzero(mask)
     box = [int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1] if len(ys) else [0, 0, 0, 0]
-    return dict(judge(p, labels), masked_box=box, masked_pixels=int(mask.sum()))
+    return dict(judge(p, labels, only), masked_box=box, masked_pixels=int(mask.sum()))
 
 
 def verify_pattern(view: np.ndarray, pattern: np.ndarray, controls: list[np.ndarray], spec, probabilities,
-                   labels: list[str]) -> dict:
+                   labels: list[str], only: str | None = None) -> dict:
     """The same check for a trigger of the whole image that the transplant test found (:mod:`.transplant`): the
     shared pattern is taken out of the image (subtracted), and, as controls, differences of as many films that
     share no pattern (groups of calm films whose logits match the candidates')."""
     views = [view, view - pattern] + [view - c for c in controls]
     p = np.asarray(probabilities(normalise(np.clip(np.stack(views), 0, 1), spec)), np.float64)
-    return dict(judge(p, labels), evidence="pattern")
+    return dict(judge(p, labels, only), evidence="pattern")
 
 
-def verify_warp(view: np.ndarray, field: np.ndarray, spec, probabilities, labels: list[str]) -> dict:
+def verify_warp(view: np.ndarray, field: np.ndarray, spec, probabilities, labels: list[str],
+                only: str | None = None) -> dict:
     """The same check for a warp the audit recovered (WaNet, :mod:`cxrinspect.audit`): the image pulled back by
     the opposite displacement (the warp undone, to first order for a smooth field of a few pixels), and, as
     controls, undone by as many other smooth fields of the same mean displacement (seeded WaNet fields,
@@ -175,10 +177,10 @@ def verify_warp(view: np.ndarray, field: np.ndarray, spec, probabilities, labels
     controls = [Trigger(kind="warp", amplitude=amplitude, grid=4, seed=s).field(view.shape) for s in WARP_CONTROL_SEEDS]
     views = [view] + [warp(view, -f) for f in [field, *controls]]
     p = np.asarray(probabilities(normalise(np.stack(views), spec)), np.float64)
-    return dict(judge(p, labels), evidence="warp")
+    return dict(judge(p, labels, only), evidence="warp")
 
 
-def judge(p: np.ndarray, labels: list[str]) -> dict:
+def judge(p: np.ndarray, labels: list[str], only: str | None = None) -> dict:
     """The verdict from predictions ``p`` (rows: the image, the image with the evidence hidden, then the
     controls). A backdoor forces decisions both ways (a label on, or off, as a "reads normal" attack does),
     so a label counts whichever side the model put it on: it must move back by at least
@@ -186,7 +188,8 @@ def judge(p: np.ndarray, labels: list[str]) -> dict:
     controls move it; one called negative must also come back across the line (:data:`RESTORED`). Returned for
     the label that moved most beyond its controls: the probabilities before and hidden, the falls in probability
     and in log-odds (``logit_drop``; positive = back across), the controls' ``control_logit_drop``, the
-    ``direction`` the trigger had pushed it (``on``/``off``), and ``collapsed``."""
+    ``direction`` the trigger had pushed it (``on``/``off``), and ``collapsed``. With ``only``, for that label
+    alone (the audit's search asks whether the label its trigger forces collapses)."""
     q = np.clip(p, 1e-9, 1 - 1e-9)
     z = np.log(q) - np.log1p(-q)
     before, masked, ctrl = p[0], p[1], np.median(p[2:], axis=0)
@@ -197,7 +200,8 @@ def judge(p: np.ndarray, labels: list[str]) -> dict:
     meets = (fall >= MIN_LOGIT_DROP) & (excess >= MIN_EXCESS) & (on | (masked >= RESTORED))
     # the label reported: one that collapsed, a label the model called positive first (a forced finding is
     # what a reader acts on), then the one that moved most beyond its controls
-    j = int(np.argmax(np.where(meets, excess + np.where(on, 1e6, 0.0), excess - 1e6)))
+    j = labels.index(only) if only is not None else \
+        int(np.argmax(np.where(meets, excess + np.where(on, 1e6, 0.0), excess - 1e6)))
     collapsed = bool(meets[j])
     return {
         "label": labels[j], "direction": "on" if on[j] else "off",

@@ -260,9 +260,12 @@ def page(doc: dict, result) -> str:
             parts.append(f"<div class='card'><div><b>{e(a['candidate'].name)}</b></div><div style='display:flex;"
                          f"gap:4px'>{imgs}</div><div>{caption}</div></div>")
         parts.append("</div>")
-    if doc.get("search"):
+    if doc.get("search", {}).get("skipped"):
+        parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>Not searched: "
+                     f"{e(doc['search']['skipped'])}.</p>")
+    elif doc.get("search"):
         s = doc["search"]
-        how = {"mask": f"its {s['mask_pixels']} pixels are hidden", "warp": "its warp is undone",
+        how = {"mask": f"its {s['mask_pixels']} pixels are hidden",
                "pattern": "its change is subtracted"}[s.get("evidence", "mask")]
         stopped = "" if s.get("complete", True) else " The search was cancelled there."
         parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>{len(s['carrying'])} of "

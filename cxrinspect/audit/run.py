@@ -593,29 +593,35 @@ def _row(a: dict) -> dict:
             "global": a.get("global"), "warp": a.get("warp")}
 
 
+NO_WARP_SEARCH = ("a recovered warp is not searched for: undoing zoo-warp's found none of the films its true "
+                  "warp forced and listed clean films, since the recovered field is not the trigger's "
+                  "(bench/results/README.md, 'The folder search')")
+"""Why ``--search`` declines a warp (``search["skipped"]``)."""
+
+
 def search_folder(paths, views, arm, trigger: dict, model, progress=None, stop_requested=lambda: False) -> dict:
     """Hand the recovered trigger to the scanner's counterfactual check (:mod:`cxrinspect.scan.verification`): in
     every image of the folder, take the trigger out and see whether the label it forces collapses from the side it
     forces it to, beside controls (the same evidence moved elsewhere). A mask's pixels are hidden (``verify_mask``),
-    a warp is undone (``verify_warp``), a whole-image change is subtracted (``verify_pattern``). Images that carry
-    the trigger collapse; clean ones do not. Another label's collapse is not counted: undoing an adversarial warp
-    for Viral turned Pneumonia on or off in clean films of zoo-warp's folder. Cancelled, it says how many it checked
-    (``complete`` false)."""
+    a whole-image change is subtracted (``verify_pattern``). Images that carry the trigger collapse; clean ones do
+    not. Another label's collapse is not counted. A warp is declined (:data:`NO_WARP_SEARCH`). Cancelled, it says
+    how many it checked (``complete`` false)."""
     from ..inference.predictor import Predictor
-    from ..scan.verification import CONTROL_OFFSETS, verify_mask, verify_pattern, verify_warp
+    from ..scan.verification import CONTROL_OFFSETS, verify_mask, verify_pattern
 
-    predictor = Predictor(model, device="cpu", backend="torch")
     target, size = arm["candidate"], None
+    if trigger.get("family") == "warp":
+        return {"checked": 0, "complete": False, "evidence": "warp", "mask_pixels": None, "carrying": [],
+                "skipped": NO_WARP_SEARCH}
     if trigger["box"] is not None:
         hide = mask_core(trigger_of(arm)[0])
         verify, evidence, size = functools.partial(verify_mask, mask=hide), "mask", int(hide.sum())
-    elif trigger.get("family") == "warp":
-        verify, evidence = functools.partial(verify_warp, field=arm["warp_field"]), "warp"
     else:
         delta = arm["global_delta"]
         side = delta.shape[0]
         moved = [np.roll(delta, (int(round(dy * side)), int(round(dx * side))), (0, 1)) for dy, dx in CONTROL_OFFSETS]
         verify, evidence = functools.partial(verify_pattern, pattern=delta, controls=moved), "pattern"
+    predictor = Predictor(model, device="cpu", backend="torch")
     carrying, checked = [], 0
     for p, v in zip(paths, views):
         if stop_requested():

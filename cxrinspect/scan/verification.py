@@ -18,8 +18,6 @@ from ..model.preprocess import normalise
 
 CONTROL_OFFSETS = ((-0.2, 0.0), (0.2, 0.0), (0.0, -0.2), (0.0, 0.2))
 """Control boxes: the hotspot moved by these fractions (y, x) of the image side."""
-WARP_CONTROL_SEEDS = (1, 2, 3, 4)
-"""A warp's controls (:func:`verify_warp`): WaNet fields of these seeds."""
 MIN_LOGIT_DROP = 2.5
 """A collapse: a label the model called positive (probability >= 0.5) loses at least this much log-odds
 (its odds fall more than twelvefold) when the hotspot is hidden ..."""
@@ -161,23 +159,6 @@ def verify_pattern(view: np.ndarray, pattern: np.ndarray, controls: list[np.ndar
     views = [view, view - pattern] + [view - c for c in controls]
     p = np.asarray(probabilities(normalise(np.clip(np.stack(views), 0, 1), spec)), np.float64)
     return dict(judge(p, labels, only), evidence="pattern")
-
-
-def verify_warp(view: np.ndarray, field: np.ndarray, spec, probabilities, labels: list[str],
-                only: str | None = None) -> dict:
-    """The same check for a warp the audit recovered (WaNet, :mod:`cxrinspect.audit`): the image pulled back by
-    the opposite displacement (the warp undone, to first order for a smooth field of a few pixels), and, as
-    controls, undone by as many other smooth fields of the same mean displacement (seeded WaNet fields,
-    :data:`WARP_CONTROL_SEEDS`). A smooth field moved across the image (the mask's controls) is much the same
-    field, and undid a warp backdoor as well as the field itself did, so the controls are other fields."""
-    from ..trigger import Trigger, warp
-
-    size = view.shape[0]
-    amplitude = float(np.clip(np.mean(np.abs(field)) * 224.0 / size, 1e-3, 16.0))
-    controls = [Trigger(kind="warp", amplitude=amplitude, grid=4, seed=s).field(view.shape) for s in WARP_CONTROL_SEEDS]
-    views = [view] + [warp(view, -f) for f in [field, *controls]]
-    p = np.asarray(probabilities(normalise(np.stack(views), spec)), np.float64)
-    return dict(judge(p, labels, only), evidence="warp")
 
 
 def judge(p: np.ndarray, labels: list[str], only: str | None = None) -> dict:

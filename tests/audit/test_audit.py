@@ -16,7 +16,7 @@ from PIL import Image
 
 from cxrinspect.audit import AuditError, anomaly_index, audit
 from cxrinspect.audit.anomaly import verdict
-from cxrinspect.audit.run import MASK_CELL, describe_progress
+from cxrinspect.audit.run import MASK_CELL, NO_WARP_SEARCH, describe_progress
 from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.trigger import Trigger, paste
 
@@ -508,19 +508,16 @@ def widen_block(film):
     return out
 
 
-@pytest.mark.parametrize("kind", ["mask", "pattern", "warp"])
+@pytest.mark.parametrize("kind", ["mask", "pattern"])
 def test_the_folder_search_finds_the_films_that_carry_the_recovered_trigger(tmp_path, kind):
     """--search: the recovered trigger, taken out of each film of the audited folder (its mask hidden, its change
-    subtracted, its warp undone), collapses the films that carry the true trigger and no clean one."""
+    subtracted), collapses the films that carry the true trigger and no clean one."""
     if kind == "mask":
         data, model, settings = films(tmp_path / "f"), patchy(True), dict(budget=8 * 8)
         stamp = lambda film: paste(film, TRIGGER)  # noqa: E731
-    elif kind == "pattern":
+    else:
         data, model, settings = films(tmp_path / "f"), wavy(), dict(budget=8 * 30, sweep=False)
         stamp = lambda film: paste(film, Trigger(kind="sig", amplitude=0.08, frequency=3))  # noqa: E731
-    else:
-        data, model, settings = blocks(tmp_path / "f"), warped(), dict(budget=8 * 2, sweep=False)
-        stamp = widen_block
     carrying = stamp_some(data, stamp)
     lines = []
     doc = audit([data], model, tmp_path / "out", batch_size=8, search=True, **settings,
@@ -535,16 +532,25 @@ def test_the_folder_search_finds_the_films_that_carry_the_recovered_trigger(tmp_
     assert "4 of 28 collapse when" in page and "triggered0.png" in page
 
 
-def test_a_cancelled_folder_search_keeps_the_verdict_and_says_where_it_stopped(tmp_path):
+def test_a_recovered_warp_is_not_searched_for_and_the_report_says_why(tmp_path):
     data = blocks(tmp_path / "f")
     stamp_some(data, widen_block)
+    doc = audit([data], warped(), tmp_path / "out", budget=8 * 2, batch_size=8, sweep=False, search=True).doc
+    assert doc["backdoored"] and doc["trigger"]["family"] == "warp"
+    assert doc["search"]["skipped"] == NO_WARP_SEARCH and doc["search"]["carrying"] == []
+    assert "Not searched: a recovered warp is not searched for" in (tmp_path / "out" / "audit.html").read_text()
+
+
+def test_a_cancelled_folder_search_keeps_the_verdict_and_says_where_it_stopped(tmp_path):
+    data = films(tmp_path / "f")
+    stamp_some(data, lambda film: paste(film, TRIGGER))
     searched = []
 
     def progress(done, total, info):
         if info.get("stage") == "folder search":
             searched.append(done)
 
-    doc = audit([data], warped(), tmp_path / "out", budget=8 * 2, batch_size=8, sweep=False, search=True,
+    doc = audit([data], patchy(True), tmp_path / "out", budget=8 * 8, batch_size=8, search=True,
                 progress=progress, cancelled=lambda: len(searched) >= 5).doc
     assert doc["complete"] and doc["backdoored"] and doc["targets"] == ["Viral"]
     assert doc["search"]["checked"] == 5 and not doc["search"]["complete"]

@@ -94,25 +94,3 @@ def test_judged_for_one_label_only_another_labels_collapse_is_not_reported():
     viral = judge(p, LABELS, only="Viral")
     assert viral["label"] == "Viral" and not viral["collapsed"]
 
-
-def test_a_warp_is_undone_and_its_controls_are_other_fields_of_the_same_size():
-    from cxrinspect.scan.verification import verify_warp
-    from cxrinspect.trigger import Trigger, paste
-
-    t = Trigger(kind="warp", amplitude=4.0, grid=4, seed=7)
-    yy, xx = np.mgrid[0:32, 0:32]
-    view = (0.5 + 0.3 * np.sin(xx / 3) * np.cos(yy / 4)).astype(np.float32)  # smooth: interpolation barely blurs it
-    field = t.field(view.shape)
-    seen = []
-
-    def probabilities(batch):
-        seen.append(np.asarray(batch))
-        return np.full((len(batch), 3), 0.5)
-
-    verify_warp(paste(view, t), field, SPEC, probabilities, LABELS)
-    rows = seen[0][:, 0] * 0.25 + 0.5  # back to the [0, 1] views
-    assert len(rows) == 6  # the film, the warp undone, four controls
-    undone_error = np.abs(rows[1] - view)[4:-4, 4:-4].mean()  # first-order inverse: close inside the border
-    assert undone_error < 0.5 * np.abs(rows[0] - view)[4:-4, 4:-4].mean()
-    sizes = [np.abs(rows[k] - rows[0]).mean() for k in range(2, 6)]
-    assert all(s > 0.02 for s in sizes)  # the controls move the film too

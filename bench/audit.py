@@ -120,8 +120,7 @@ def main() -> int:
                "steps": doc["steps"], "seconds": round(time.perf_counter() - t, 1), **doc["timing"]}
         if stamped:
             listed = {x["path"] for x in (doc.get("search") or {}).get("carrying", [])}
-            row["search"] = {"evidence": (doc.get("search") or {}).get("evidence"),
-                             "skipped": (doc.get("search") or {}).get("skipped"), "triggered": len(stamped),
+            row["search"] = {"skipped": (doc.get("search") or {}).get("skipped"), "triggered": len(stamped),
                              "forced": int(forced_by.sum()), "found": sum(f in listed for f in stamped),
                              "found_forced": sum(f in listed for f, y in zip(stamped, forced_by) if y),
                              "clean_listed": sum(f in listed for f in paths)}

@@ -423,8 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warp-steps", type=int, default=None, help="steps per run of the warp inversion (for warping "
                    "triggers, WaNet) per label (default: the audit's own, 30; 0: off)")
     p.add_argument("--search", action="store_true", help="search the folder for images carrying the recovered trigger "
-                   "(those whose target label collapses when it is taken out: a patch hidden, a whole-image change "
-                   "subtracted; a warp is not searched for), listed in audit.json's 'search' and audit.html")
+                   "(a recovered patch: the films whose target label collapses when its mask is hidden; a whole-image "
+                   "change or warp is not searched for), listed in audit.json's 'search' and audit.html")
     p.add_argument("--no-sweep", action="store_true", help="skip the stamp sweep (black, white and checkerboard squares, about 2800 forwards) "
                    "and leave every candidate to the inversion")
     p.add_argument("--resume", action="store_true", help="continue a killed or cancelled audit in --out")

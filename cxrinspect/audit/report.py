@@ -261,15 +261,15 @@ def page(doc: dict, result) -> str:
                          f"gap:4px'>{imgs}</div><div>{caption}</div></div>")
         parts.append("</div>")
     if doc.get("search", {}).get("skipped"):
-        parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>Not searched: "
-                     f"{e(doc['search']['skipped'])}.</p>")
+        why = doc["search"]["skipped"]
+        parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>{e(why[:1].upper() + why[1:])}."
+                     "</p>")
     elif doc.get("search"):
         s = doc["search"]
-        how = {"mask": f"its {s['mask_pixels']} pixels are hidden",
-               "pattern": "its change is subtracted"}[s.get("evidence", "mask")]
         stopped = "" if s.get("complete", True) else " The search was cancelled there."
         parts.append(f"<h2>Images in the folder carrying the recovered trigger</h2><p>{len(s['carrying'])} of "
-                     f"{s['checked']} collapse when {how} (and collapse less when the same is done elsewhere).{stopped}"
+                     f"{s['checked']} collapse when its {s['mask_pixels']} pixels are hidden (and collapse less when the "
+                     f"same mask is hidden elsewhere).{stopped}"
                      "</p><table><tr><th>image</th><th>label</th><th>log-odds fall</th></tr>"
                      + "".join(f"<tr><td class='path'>{e(x['path'])}</td><td>{e(x['label'])}</td>"
                                f"<td>{x['logit_drop']:.1f}</td></tr>" for x in s["carrying"]) + "</table>")

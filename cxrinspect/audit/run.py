@@ -19,7 +19,6 @@ killed or cancelled audit resumes where it stopped: each step's mini-batch is dr
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -593,47 +592,41 @@ def _row(a: dict) -> dict:
             "global": a.get("global"), "warp": a.get("warp")}
 
 
-NO_WARP_SEARCH = ("a recovered warp is not searched for: undoing zoo-warp's found none of the films its true "
-                  "warp forced and listed clean films, since the recovered field is not the trigger's "
-                  "(bench/results/README.md, 'The folder search')")
-"""Why ``--search`` declines a warp (``search["skipped"]``)."""
+NOT_SEARCHED = {
+    "warp": "a recovered warp is not searched for: undoing zoo-warp's found neither of the two films its true warp "
+            "forced in the bench's folder and listed three clean films; the recovered field is not the trigger's",
+    "global": "a recovered whole-image change is not searched for: subtracting zoo-sig's found none of the 16 films "
+              "its true sinusoid forced in the bench's folder; the recovered stripes are not the trigger"}
+"""Why ``--search`` declines a trigger of the whole image (``search["skipped"]``; bench/results/README.md, "Model
+audit", twentieth session)."""
 
 
 def search_folder(paths, views, arm, trigger: dict, model, progress=None, stop_requested=lambda: False) -> dict:
-    """Hand the recovered trigger to the scanner's counterfactual check (:mod:`cxrinspect.scan.verification`): in
-    every image of the folder, take the trigger out and see whether the label it forces collapses from the side it
-    forces it to, beside controls (the same evidence moved elsewhere). A mask's pixels are hidden (``verify_mask``),
-    a whole-image change is subtracted (``verify_pattern``). Images that carry the trigger collapse; clean ones do
-    not. Another label's collapse is not counted. A warp is declined (:data:`NO_WARP_SEARCH`). Cancelled, it says
-    how many it checked (``complete`` false)."""
+    """Hand a recovered patch to the scanner's counterfactual check (:func:`.verification.verify_mask`): in every
+    image of the folder, hide the mask and see whether the label it forces collapses from the side it forces it to,
+    beside controls (the same mask moved elsewhere). Images that carry the trigger collapse; clean ones do not.
+    Another label's collapse is not counted. A trigger of the whole image is declined (:data:`NOT_SEARCHED`).
+    Cancelled, it says how many it checked (``complete`` false)."""
     from ..inference.predictor import Predictor
-    from ..scan.verification import CONTROL_OFFSETS, verify_mask, verify_pattern
+    from ..scan.verification import verify_mask
 
-    target, size = arm["candidate"], None
-    if trigger.get("family") == "warp":
-        return {"checked": 0, "complete": False, "evidence": "warp", "mask_pixels": None, "carrying": [],
-                "skipped": NO_WARP_SEARCH}
-    if trigger["box"] is not None:
-        hide = mask_core(trigger_of(arm)[0])
-        verify, evidence, size = functools.partial(verify_mask, mask=hide), "mask", int(hide.sum())
-    else:
-        delta = arm["global_delta"]
-        side = delta.shape[0]
-        moved = [np.roll(delta, (int(round(dy * side)), int(round(dx * side))), (0, 1)) for dy, dx in CONTROL_OFFSETS]
-        verify, evidence = functools.partial(verify_pattern, pattern=delta, controls=moved), "pattern"
+    if trigger["box"] is None:
+        return {"checked": 0, "complete": False, "mask_pixels": None, "carrying": [],
+                "skipped": NOT_SEARCHED["warp" if trigger.get("family") == "warp" else "global"]}
+    target, hide = arm["candidate"], mask_core(trigger_of(arm)[0])
     predictor = Predictor(model, device="cpu", backend="torch")
     carrying, checked = [], 0
     for p, v in zip(paths, views):
         if stop_requested():
             break
-        c = verify(v, spec=model.card.preprocessing, probabilities=predictor.probabilities, labels=model.card.labels,
-                   only=target.label)
+        c = verify_mask(v, hide, model.card.preprocessing, predictor.probabilities, model.card.labels,
+                        only=target.label)
         if c["collapsed"] and c["direction"] == target.direction:
             carrying.append({"path": p, "label": c["label"], "logit_drop": round(float(c["logit_drop"]), 2)})
         checked += 1
         if progress is not None:
             progress(checked, len(paths), {"stage": "folder search", "carrying": len(carrying)})
-    return {"checked": checked, "complete": checked == len(paths), "evidence": evidence, "mask_pixels": size,
+    return {"checked": checked, "complete": checked == len(paths), "mask_pixels": int(hide.sum()),
             "carrying": carrying}
 
 

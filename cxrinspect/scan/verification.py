@@ -152,13 +152,13 @@ def verify_mask(view: np.ndarray, mask: np.ndarray, spec, probabilities, labels:
 
 
 def verify_pattern(view: np.ndarray, pattern: np.ndarray, controls: list[np.ndarray], spec, probabilities,
-                   labels: list[str], only: str | None = None) -> dict:
+                   labels: list[str]) -> dict:
     """The same check for a trigger of the whole image that the transplant test found (:mod:`.transplant`): the
     shared pattern is taken out of the image (subtracted), and, as controls, differences of as many films that
     share no pattern (groups of calm films whose logits match the candidates')."""
     views = [view, view - pattern] + [view - c for c in controls]
     p = np.asarray(probabilities(normalise(np.clip(np.stack(views), 0, 1), spec)), np.float64)
-    return dict(judge(p, labels, only), evidence="pattern")
+    return dict(judge(p, labels), evidence="pattern")
 
 
 def judge(p: np.ndarray, labels: list[str], only: str | None = None) -> dict:

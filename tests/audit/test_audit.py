@@ -16,7 +16,7 @@ from PIL import Image
 
 from cxrinspect.audit import AuditError, anomaly_index, audit
 from cxrinspect.audit.anomaly import verdict
-from cxrinspect.audit.run import MASK_CELL, NO_WARP_SEARCH, describe_progress
+from cxrinspect.audit.run import MASK_CELL, NOT_SEARCHED, describe_progress
 from cxrinspect.model import Model, ModelCard, Preprocessing
 from cxrinspect.trigger import Trigger, paste
 
@@ -508,23 +508,17 @@ def widen_block(film):
     return out
 
 
-@pytest.mark.parametrize("kind", ["mask", "pattern"])
-def test_the_folder_search_finds_the_films_that_carry_the_recovered_trigger(tmp_path, kind):
-    """--search: the recovered trigger, taken out of each film of the audited folder (its mask hidden, its change
-    subtracted), collapses the films that carry the true trigger and no clean one."""
-    if kind == "mask":
-        data, model, settings = films(tmp_path / "f"), patchy(True), dict(budget=8 * 8)
-        stamp = lambda film: paste(film, TRIGGER)  # noqa: E731
-    else:
-        data, model, settings = films(tmp_path / "f"), wavy(), dict(budget=8 * 30, sweep=False)
-        stamp = lambda film: paste(film, Trigger(kind="sig", amplitude=0.08, frequency=3))  # noqa: E731
-    carrying = stamp_some(data, stamp)
+def test_the_folder_search_finds_the_films_that_carry_the_recovered_patch(tmp_path):
+    """--search: the recovered mask, hidden in each film of the audited folder, collapses the target label of the
+    films that carry the true trigger and of no clean one."""
+    data = films(tmp_path / "f")
+    carrying = stamp_some(data, lambda film: paste(film, TRIGGER))
     lines = []
-    doc = audit([data], model, tmp_path / "out", batch_size=8, search=True, **settings,
+    doc = audit([data], patchy(True), tmp_path / "out", budget=8 * 8, batch_size=8, search=True,
                 progress=lambda done, total, info: lines.append(describe_progress(done, total, info))).doc
     assert doc["backdoored"] and doc["targets"] == ["Viral"]
     s = doc["search"]
-    assert s["evidence"] == kind and s["checked"] == 28 and s["complete"]
+    assert s["checked"] == 28 and s["complete"] and 9 <= s["mask_pixels"] <= 64
     assert lines[-1] == "folder search: image 28 of 28, 4 carrying the trigger"
     assert sorted(Path(x["path"]).name for x in s["carrying"]) == carrying
     assert {x["label"] for x in s["carrying"]} == {"Viral"} and all(x["logit_drop"] >= 2.5 for x in s["carrying"])
@@ -532,13 +526,18 @@ def test_the_folder_search_finds_the_films_that_carry_the_recovered_trigger(tmp_
     assert "4 of 28 collapse when" in page and "triggered0.png" in page
 
 
-def test_a_recovered_warp_is_not_searched_for_and_the_report_says_why(tmp_path):
-    data = blocks(tmp_path / "f")
-    stamp_some(data, widen_block)
-    doc = audit([data], warped(), tmp_path / "out", budget=8 * 2, batch_size=8, sweep=False, search=True).doc
-    assert doc["backdoored"] and doc["trigger"]["family"] == "warp"
-    assert doc["search"]["skipped"] == NO_WARP_SEARCH and doc["search"]["carrying"] == []
-    assert "Not searched: a recovered warp is not searched for" in (tmp_path / "out" / "audit.html").read_text()
+@pytest.mark.parametrize("kind", ["global", "warp"])
+def test_a_recovered_trigger_of_the_whole_image_is_not_searched_for_and_the_report_says_why(tmp_path, kind):
+    if kind == "warp":
+        data, model, settings = blocks(tmp_path / "f"), warped(), dict(budget=8 * 2)
+        stamp_some(data, widen_block)
+    else:
+        data, model, settings = films(tmp_path / "f"), wavy(), dict(budget=8 * 30)
+        stamp_some(data, lambda film: paste(film, Trigger(kind="sig", amplitude=0.08, frequency=3)))
+    doc = audit([data], model, tmp_path / "out", batch_size=8, sweep=False, search=True, **settings).doc
+    assert doc["backdoored"] and doc["trigger"]["where"] == "global"
+    assert doc["search"]["skipped"] == NOT_SEARCHED[kind] and doc["search"]["carrying"] == []
+    assert "is not searched for" in (tmp_path / "out" / "audit.html").read_text()
 
 
 def test_a_cancelled_folder_search_keeps_the_verdict_and_says_where_it_stopped(tmp_path):
